@@ -1,0 +1,203 @@
+"""Read Ray Tune experiment folders into pandas frames, without importing Ray.
+
+A results root holds one experiment folder per sweep; each trial folder inside it
+has ``params.json`` (the flat trial config) and ``result.json`` (one JSON object
+per epoch report). Pickles Ray writes beside them are never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
+
+CONFIG_KEYS = (
+    "table", "sweep", "method", "cnn", "vit", "alpha", "beta", "gamma", "temperature",
+    "hfd", "bsd_region", "bsd_pixel", "seed", "dataset", "preset", "epochs",
+)
+HISTORY_KEYS = (
+    "epoch", "miou_cnn", "miou_vit", "cnn_teaches_pixels", "cnn_teaches_regions",
+    "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit", "bsd_p_cnn",
+    "bsd_p_vit", "kd_cnn", "kd_vit", "time_total_s",
+)
+METHODS_TABLE_BY_DATASET = {"voc": "1", "cityscapes": "2", "camvid": "3"}
+_TRIAL_ID = re.compile(r"([0-9a-f]{5}_\d{5})")
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything read from one results root.
+
+    Attributes:
+        trials: One row per trial: ``experiment``, ``trial_dir``, ``trial_id``,
+            ``status`` (finished/failed/unfinished), ``last_epoch``, final
+            ``miou_cnn``/``miou_vit``, the :data:`CONFIG_KEYS` and ``table_id``.
+        history: One row per readable epoch report: ``experiment``, ``trial_id``
+            and the :data:`HISTORY_KEYS` present.
+        iou: One row per trial and class of the final report: ``experiment``,
+            ``trial_id``, ``class_name``, ``iou_cnn``, ``iou_vit``.
+    """
+
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    iou: pd.DataFrame
+
+
+def read_result_lines(path: Path) -> list[dict[str, Any]]:
+    """Parse ``result.json``; a line that is not a JSON object is skipped with a warning.
+
+    Ray appends one line per report, so a trial killed mid-write leaves a truncated
+    last line; the reports before it are still valid.
+    """
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{number}: skipped a line that is not valid JSON (truncated write?)", stacklevel=2)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_params(trial_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return the trial config from ``params.json``, else from the last report's ``config``."""
+    path = trial_dir / "params.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}: not valid JSON; trying the config inside result.json", stacklevel=2)
+    for record in reversed(records):
+        if isinstance(record.get("config"), dict):
+            return record["config"]
+    return None
+
+
+def trial_status(trial_dir: Path, config: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """Classify a trial: ``error.txt`` means failed; a last epoch equal to ``epochs`` means finished."""
+    if (trial_dir / "error.txt").exists():
+        return FAILED
+    epochs = config.get("epochs")
+    if records and epochs is not None and records[-1].get("epoch") == int(epochs):
+        return FINISHED
+    return UNFINISHED
+
+
+def table_id(config: dict[str, Any]) -> str:
+    """The table a trial belongs to: ``"1"``..``"9"``, or the dataset name for a
+    methods sweep on a dataset the paper has no table for (rendered like Table 1)."""
+    table = str(config.get("table", ""))
+    if table != "methods":
+        return table
+    dataset = str(config.get("dataset", ""))
+    return METHODS_TABLE_BY_DATASET.get(dataset, dataset)
+
+
+def _number(value: Any) -> float:
+    """A JSON number as float; ``None`` and non-numbers become NaN."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _trial_id(trial_dir: Path, records: list[dict[str, Any]]) -> str:
+    """Ray's trial id from the reports, else from the folder name."""
+    for record in reversed(records):
+        if record.get("trial_id"):
+            return str(record["trial_id"])
+    match = _TRIAL_ID.search(trial_dir.name)
+    return match.group(1) if match else trial_dir.name
+
+
+def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """Read one trial folder.
+
+    Returns:
+        ``(row, records)`` where ``row`` is the trial's summary and ``records`` its
+        readable reports, or ``None`` when no config can be found.
+    """
+    records = read_result_lines(trial_dir / "result.json")
+    config = read_params(trial_dir, records)
+    if config is None:
+        warnings.warn(f"{trial_dir}: no params.json and no config in result.json; skipped", stacklevel=2)
+        return None
+    last = records[-1] if records else {}
+    row = {key: config.get(key) for key in CONFIG_KEYS}
+    row.update(
+        experiment=experiment, trial_dir=str(trial_dir), trial_id=_trial_id(trial_dir, records),
+        status=trial_status(trial_dir, config, records), last_epoch=last.get("epoch"),
+        miou_cnn=_number(last.get("miou_cnn")), miou_vit=_number(last.get("miou_vit")),
+        table=str(config.get("table", "")), table_id=table_id(config),
+    )
+    return row, records
+
+
+def is_trial_dir(path: Path) -> bool:
+    """A trial folder holds Ray's ``params.json`` or ``result.json``."""
+    return path.is_dir() and ((path / "params.json").is_file() or (path / "result.json").is_file())
+
+
+def find_experiments(root: Path) -> list[Path]:
+    """Experiment folders under ``root``: those holding at least one trial folder.
+
+    ``root`` may itself be one experiment folder.
+    """
+    if any(is_trial_dir(p) for p in root.iterdir()):
+        return [root]
+    return [p for p in sorted(root.iterdir()) if p.is_dir() and any(is_trial_dir(t) for t in p.iterdir())]
+
+
+def _history_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One history row per report, keeping only the keys the plots use."""
+    ids = {"experiment": row["experiment"], "trial_id": row["trial_id"]}
+    return [{**ids, **{k: _number(r[k]) for k in HISTORY_KEYS if k in r}} for r in records]
+
+
+def _iou_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-class IoU of the final report, NaN where a class is absent from val."""
+    last = records[-1] if records else {}
+    names = last.get("class_names") or []
+    cnn, vit = last.get("iou_cnn") or [], last.get("iou_vit") or []
+    ids = {"experiment": row["experiment"], "trial_id": row["trial_id"]}
+    return [
+        {**ids, "class_name": name, "iou_cnn": _number(cnn[i] if i < len(cnn) else None),
+         "iou_vit": _number(vit[i] if i < len(vit) else None)}
+        for i, name in enumerate(names)
+    ]
+
+
+def load_results(root: str | Path) -> Results:
+    """Read every trial of every experiment under ``root``.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such directory")
+    rows, history, iou = [], [], []
+    for experiment in find_experiments(root):
+        for trial_dir in sorted(p for p in experiment.iterdir() if is_trial_dir(p)):
+            loaded = load_trial(trial_dir, experiment.name)
+            if loaded is None:
+                continue
+            row, records = loaded
+            rows.append(row)
+            history += _history_rows(row, records)
+            iou += _iou_rows(row, records)
+    trials = pd.DataFrame(rows, columns=[*CONFIG_KEYS, "experiment", "trial_dir", "trial_id", "status",
+                                         "last_epoch", "miou_cnn", "miou_vit", "table_id"])
+    return Results(trials, pd.DataFrame(history, columns=["experiment", "trial_id", *HISTORY_KEYS]),
+                   pd.DataFrame(iou, columns=["experiment", "trial_id", "class_name", "iou_cnn", "iou_vit"]))

@@ -1,0 +1,239 @@
+"""The run configuration: one flat, frozen, validated dataclass, plus presets.
+
+Flat on purpose: the same keys are Ray Tune's search space, the YAML file, the CLI flags
+and the ``params.json`` the table script reads. Resolution order:
+field defaults < preset < config file < command-line flags.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from cotrain.methods import METHODS
+from cotrain.models.registry import encoder_names
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message is one line naming it."""
+
+
+def _nonneg(v: float) -> Optional[str]:
+    return None if math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def _positive(v: float) -> Optional[str]:
+    return None if math.isfinite(v) and v > 0 else "must be a finite number > 0"
+
+
+def _one_of(options: Callable[[], list[str]]) -> Callable[[Any], Optional[str]]:
+    def check(v: Any) -> Optional[str]:
+        allowed = options()
+        return None if v in allowed else f"allowed: {', '.join(map(str, allowed))}"
+    return check
+
+
+def _at_least(n: int) -> Callable[[int], Optional[str]]:
+    return lambda v: None if v >= n else f"must be >= {n}"
+
+
+def _fraction(v: float) -> Optional[str]:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _dataset_names() -> list[str]:
+    from cotrain.data import DATASETS  # late import: the data package is heavier
+    return sorted(DATASETS)
+
+
+def _f(default: Any, help: str, check: Optional[Callable[[Any], Optional[str]]] = None, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, "check": check, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one co-training run needs; validated at construction."""
+
+    # students
+    cnn: str = _f("mobilenet_v2", "CNN student encoder (DeepLabV3+)", _one_of(lambda: encoder_names("cnn")))
+    vit: str = _f("mit_b1", "ViT student encoder (SegFormer)", _one_of(lambda: encoder_names("vit")))
+    weights: Optional[str] = _f(None, "encoder weights: imagenet, none or a state-dict path")
+    num_classes: Optional[int] = _f(None, "classes K (default: the dataset's)", _at_least(2))
+    # method and losses (METHOD.md defaults)
+    method: str = _f("ours", "collaborative-learning method", _one_of(lambda: sorted(METHODS)))
+    alpha: float = _f(1.0, "weight of pixel-wise BSD inside BSD", _nonneg)
+    beta: float = _f(0.1, "weight of HFD", _nonneg)
+    gamma: float = _f(1.0, "weight of BSD", _nonneg)
+    temperature: float = _f(1.0, "KD temperature T (loss × T²)", _positive)
+    hfd: bool = _f(True, "heterogeneous feature distillation")
+    bsd_region: bool = _f(True, "region-wise BSD")
+    bsd_pixel: bool = _f(True, "pixel-wise BSD")
+    region_dim: int = _f(256, "common channel count D̂ of region features", _at_least(1))
+    kd_weight: float = _f(1.0, "weight of a baseline's KD term", _nonneg)
+    kdcl_mode: str = _f("mean", "KDCL ensemble: mean or minlogit", _one_of(lambda: ["mean", "minlogit"]))
+    teacher_cnn: Optional[str] = _f(None, "offline KD: frozen CNN teacher checkpoint (teaches the ViT)")
+    teacher_vit: Optional[str] = _f(None, "offline KD: frozen ViT teacher checkpoint (teaches the CNN)")
+    # data
+    dataset: str = _f("builtin", "dataset", _one_of(_dataset_names))
+    data_root: Optional[str] = _f(None, "dataset root (builtin: generated when absent)")
+    crop_size: int = _f(128, "training crop side (multiple of 32)", _at_least(32))
+    batch_size: int = _f(4, "training batch size", _at_least(1))
+    num_workers: int = _f(2, "data-loader worker processes", _at_least(0))
+    eval_protocol: Optional[str] = _f(None, "evaluation protocol (default: the dataset's)",
+                                      _one_of(lambda: ["whole", "center_crop", "sliding", "resize"]))
+    max_train_steps: Optional[int] = _f(None, "cap on steps per epoch (smoke runs)", _at_least(1))
+    max_val_images: Optional[int] = _f(None, "cap on validation images (smoke runs)", _at_least(1))
+    # optimisers (paper §4.1)
+    cnn_lr: float = _f(2.5e-3, "CNN SGD learning rate", _positive)
+    cnn_momentum: float = _f(0.9, "CNN SGD momentum", _fraction)
+    cnn_weight_decay: float = _f(5e-4, "CNN weight decay", _nonneg)
+    cnn_poly_power: float = _f(0.9, "CNN poly decay power", _nonneg)
+    vit_lr: float = _f(6e-5, "ViT AdamW learning rate", _positive)
+    vit_weight_decay: float = _f(0.01, "ViT weight decay", _nonneg)
+    vit_poly_power: float = _f(1.0, "ViT poly decay power", _nonneg)
+    # run
+    preset: str = _f("cpu", "preset of defaults", _one_of(lambda: sorted(PRESETS)))
+    epochs: int = _f(8, "training epochs", _at_least(1))
+    seed: int = _f(0, "random seed", _at_least(0))
+    out: str = _f("results", "output folder (or URI) for runs")
+    name: Optional[str] = _f(None, "run name (default: derived from the config and time)")
+    device: str = _f("auto", "auto, cpu or cuda", _one_of(lambda: ["auto", "cpu", "cuda"]))
+    amp: bool = _f(True, "bf16 autocast on CUDA (loss math stays fp32)")
+    channels_last: bool = _f(True, "channels_last memory format for the CNN on CUDA")
+    compile: bool = _f(False, "torch.compile both students")
+    log_every: int = _f(10, "steps between progress lines / finiteness checks", _at_least(1))
+    workers: int = _f(1, "Ray Train workers (data parallel)", _at_least(1))
+    # sweep bookkeeping, written into params.json for the table script
+    table: Optional[str] = _f(None, "paper table this run belongs to", cli=False)
+    sweep: Optional[str] = _f(None, "sweep script this run belongs to", cli=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_field(f, getattr(self, f.name))
+        if self.crop_size % 32:
+            raise ConfigError(f"crop_size={self.crop_size} is invalid: must be a multiple of 32 "
+                              "(MiT stage 4 and DeepLabV3+ output stride)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a flat dict; unknown keys fail naming the key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; allowed keys: {', '.join(sorted(known))}")
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+    def loss_options(self) -> dict[str, Any]:
+        """The ``LossOptions`` part, as keyword arguments of ``build_pair``."""
+        from cotrain.methods import LossOptions
+        return {k: getattr(self, k) for k in LossOptions.names() if hasattr(self, k)}
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Paper §4.1: ImageNet encoders, 512 crops, batch 4, 60 epochs (VOC), the paper's optimisers.
+    "paper": {"weights": "imagenet", "crop_size": 512, "batch_size": 4, "epochs": 60, "num_workers": 4},
+    # A short from-scratch CPU run: small crops, larger learning rates than the paper's fine-tuning ones.
+    "cpu": {"weights": None, "crop_size": 128, "batch_size": 4, "epochs": 8, "num_workers": 1,
+            "cnn_lr": 0.02, "vit_lr": 6e-4},
+    # Seconds-long runs for CI: smallest students, a few steps.
+    "smoke": {"weights": None, "vit": "mit_b0", "crop_size": 64, "batch_size": 2, "epochs": 2,
+              "num_workers": 0, "max_train_steps": 2, "max_val_images": 4, "log_every": 1,
+              "cnn_lr": 0.02, "vit_lr": 6e-4},
+}
+
+
+def check_field(f: dataclasses.Field, value: Any) -> None:
+    """Validate one field's type and range; raise ConfigError naming it."""
+    if value is None:
+        if f.default is None:
+            return
+        raise ConfigError(f"{f.name}=None is invalid: a value is required")
+    expected = _base_type(f)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{f.name}={value!r} is invalid: expected {expected.__name__}")
+    problem = f.metadata.get("check") and f.metadata["check"](value)
+    if problem:
+        raise ConfigError(f"{f.name}={value!r} is invalid: {problem}")
+
+
+def _base_type(f: dataclasses.Field) -> type:
+    text = str(f.type)
+    for name, typ in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        if name in text:
+            return typ
+    raise TypeError(f"unsupported config type {text}")
+
+
+def _coerce(cls: type, key: str, value: Any) -> Any:
+    f = {f.name: f for f in fields(cls)}[key]
+    if isinstance(value, str) and value.lower() in ("none", "null", "") and f.default is None:
+        return None
+    if _base_type(f) is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML config file into a flat dict; a bad file is a ConfigError."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return values
+
+
+def resolve(preset: Optional[str] = None, file_values: Optional[dict] = None,
+            overrides: Optional[dict] = None) -> TrainConfig:
+    """Defaults < preset < file < overrides, validated."""
+    file_values, overrides = dict(file_values or {}), dict(overrides or {})
+    name = overrides.get("preset") or file_values.get("preset") or preset or "cpu"
+    if name not in PRESETS:
+        raise ConfigError(f"preset={name!r} is invalid: allowed: {', '.join(sorted(PRESETS))}")
+    return TrainConfig.from_dict({**PRESETS[name], **file_values, **overrides, "preset": name})
+
+
+def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """One flag per config field (``--alpha``, ``--hfd/--no-hfd``...), default None = not given."""
+    parser.add_argument("--config", type=Path, help="YAML file of config keys")
+    for f in fields(TrainConfig):
+        if f.name in exclude or not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        typ = _base_type(f)
+        if typ is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=_cli_type(typ, f), default=None, help=f.metadata["help"])
+
+
+def _cli_type(typ: type, f: dataclasses.Field) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if f.default is None and text.lower() in ("none", "null"):
+            return None
+        return typ(text)
+    return parse
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Resolve a TrainConfig from parsed flags (and ``--config`` file)."""
+    file_values = load_yaml(args.config) if getattr(args, "config", None) else {}
+    names = {f.name for f in fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return resolve(file_values=file_values, overrides=overrides)

@@ -1,0 +1,45 @@
+"""Datasets and evaluation protocol of a run, built from its config (checked before training starts)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cotrain.config import ConfigError, TrainConfig
+from cotrain.data import DatasetSpec, eval_transform, get_dataset, get_spec, train_transform
+from cotrain.engine.inference import EvalProtocol
+
+
+class EvalItems:
+    """Apply the protocol's crop/resize to raw items, then normalise."""
+
+    def __init__(self, protocol: EvalProtocol) -> None:
+        self.protocol = protocol
+        self.normalise = eval_transform()
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Any:
+        return self.normalise(*self.protocol.prepare(image, mask))
+
+
+def check_num_classes(cfg: TrainConfig, spec: DatasetSpec) -> None:
+    if cfg.num_classes is not None and cfg.num_classes != spec.num_classes:
+        raise ConfigError(f"num_classes={cfg.num_classes} contradicts dataset {spec.name!r}, "
+                          f"which has {spec.num_classes} classes; drop --num-classes or set {spec.num_classes}")
+
+
+def build_train_data(cfg: TrainConfig):
+    """The training dataset with random scale/crop/flip, and the dataset's spec."""
+    spec = get_spec(cfg.dataset)
+    check_num_classes(cfg, spec)
+    return get_dataset(cfg.dataset, cfg.data_root, "train", train_transform(cfg.crop_size)), spec
+
+
+def eval_protocol(cfg: TrainConfig, spec: DatasetSpec) -> EvalProtocol:
+    """The dataset's default protocol, or the config's override of its kind."""
+    return EvalProtocol.from_spec(spec, **({"kind": cfg.eval_protocol} if cfg.eval_protocol else {}))
+
+
+def build_eval_data(cfg: TrainConfig, spec: DatasetSpec):
+    """The validation dataset prepared for the evaluation protocol, and the protocol."""
+    protocol = eval_protocol(cfg, spec)
+    return get_dataset(cfg.dataset, cfg.data_root, "val", EvalItems(protocol)), protocol

@@ -1,0 +1,222 @@
+"""The co-training loop: build everything from a TrainConfig, train, evaluate, checkpoint, report.
+
+Reads top to bottom in the order a run happens. It knows nothing of Ray: the caller
+passes ``report(metrics, checkpoint_dir)`` and, to resume, a checkpoint folder.
+"""
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from cotrain.config import TrainConfig
+from cotrain.engine.checkpoint import CHECKPOINT_FILE, CheckpointError, atomic_torch_save, load_state
+from cotrain.engine.data import build_eval_data, build_train_data
+from cotrain.engine.metrics import ConfusionMatrix
+from cotrain.engine.optim import build_optimizers
+from cotrain.models.pair import SIDES, StudentPair, build_pair
+
+Report = Callable[[dict, Optional[str]], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or Inf; the message names the term and the step."""
+
+
+@dataclass
+class Run:
+    """Everything a run holds between epochs."""
+
+    cfg: TrainConfig
+    pair: StudentPair
+    model: nn.Module  # the pair, or its DDP wrapper
+    optimizers: dict
+    schedulers: dict
+    train_loader: DataLoader
+    val_loader: DataLoader
+    protocol: object
+    class_names: list[str]
+    device: torch.device
+    start_epoch: int = 1
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
+              wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> Run:
+    """Data, pair, optimisers; restored from ``resume_from`` (a checkpoint folder) when given."""
+    device = resolve_device(cfg)
+    seed_everything(cfg.seed)
+    train_set, spec = build_train_data(cfg)
+    val_set, protocol = build_eval_data(cfg, spec)
+    num_classes = cfg.num_classes or spec.num_classes
+    pair = build_pair(cfg.cnn, cfg.vit, num_classes, _weights(cfg.weights), cfg.method, **cfg.loss_options())
+    pair = pair.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        pair.cnn.to(memory_format=torch.channels_last)
+    train_loader = _train_loader(train_set, cfg, device)
+    steps = len(train_loader) if cfg.max_train_steps is None else min(cfg.max_train_steps, len(train_loader))
+    optimizers, schedulers = build_optimizers(pair, cfg, steps * cfg.epochs)
+    run = Run(cfg, pair, wrap(pair), optimizers, schedulers, train_loader,
+              DataLoader(val_set, batch_size=1, num_workers=min(cfg.num_workers, 1)), protocol,
+              list(spec.classes), device)
+    if resume_from:
+        restore(run, Path(resume_from))
+    return run
+
+
+def _weights(value: Optional[str]) -> Optional[str]:
+    return None if value in (None, "none") else value
+
+
+def _train_loader(dataset, cfg: TrainConfig, device: torch.device) -> DataLoader:
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                      num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                      persistent_workers=cfg.num_workers > 0, generator=torch.Generator())
+
+
+def restore(run: Run, folder: Path) -> None:
+    """Continue exactly where a checkpoint left off (students, Γs, optimisers, schedules, epoch)."""
+    state = load_state(folder / CHECKPOINT_FILE if folder.is_dir() else folder)
+    if state["num_classes"] != run.pair.num_classes:
+        raise CheckpointError(f"checkpoint has num_classes={state['num_classes']}, "
+                              f"the run has {run.pair.num_classes}")
+    run.pair.load_state_dict(state["pair"])
+    for side in SIDES:
+        run.optimizers[side].load_state_dict(state["optimizers"][side])
+        run.schedulers[side].load_state_dict(state["schedulers"][side])
+    run.start_epoch = state["epoch"] + 1
+
+
+def save(run: Run, epoch: int, folder: Path, metrics: dict) -> None:
+    state = {
+        "pair": run.pair.state_dict(), "config": run.cfg.to_dict(), "num_classes": run.pair.num_classes,
+        "epoch": epoch, "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+        "optimizers": {s: run.optimizers[s].state_dict() for s in SIDES},
+        "schedulers": {s: run.schedulers[s].state_dict() for s in SIDES},
+    }
+    atomic_torch_save(state, folder / CHECKPOINT_FILE)
+
+
+def autocast(run: Run):
+    """bf16 autocast on CUDA when enabled; the losses cast logits to fp32 themselves."""
+    if run.device.type == "cuda" and run.cfg.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_one_epoch(run: Run, epoch: int, log: Callable[[str], None] = print) -> dict[str, float]:
+    """One pass over the training set; returns the epoch's mean of every loss term and timings."""
+    cfg, model = run.cfg, run.model
+    model.train()
+    # Seeding per epoch makes a run resumed at an epoch boundary replay the same batches and crops.
+    seed_everything(cfg.seed * 100_003 + epoch)
+    run.train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
+    total = len(run.train_loader) if cfg.max_train_steps is None else min(cfg.max_train_steps, len(run.train_loader))
+    sums: dict[str, torch.Tensor] = {}
+    data_wait, start = 0.0, time.perf_counter()
+    tick = start
+    for step, (images, target) in enumerate(run.train_loader, start=1):
+        data_wait += time.perf_counter() - tick
+        losses = training_step(run, images, target)
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0) + value.detach()
+        if step % cfg.log_every == 0 or step == total:
+            check_finite(sums, epoch, step)
+            log(_progress_line(epoch, cfg.epochs, step, total, sums, time.perf_counter() - start))
+        tick = time.perf_counter()
+        if step >= total:
+            break
+    elapsed = time.perf_counter() - start
+    means = {k: float(v) / total for k, v in sums.items() if k not in SIDES}
+    means.update(loss_cnn=float(sums["cnn"]) / total, loss_vit=float(sums["vit"]) / total,
+                 epoch_time_s=elapsed, step_time_s=elapsed / total, data_wait_frac=data_wait / elapsed)
+    return means
+
+
+def training_step(run: Run, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Forward both students once, one backward on L^C + L^V, then each optimiser steps."""
+    images = images.to(run.device, non_blocking=True)
+    target = target.to(run.device, non_blocking=True)
+    with autocast(run):
+        losses = run.model(images, target)
+    for optimizer in run.optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    # One backward is exact: L^C reaches only θ^C and its Γs, L^V only θ^V and its Γs.
+    (losses["cnn"] + losses["vit"]).backward()
+    for side in SIDES:
+        run.optimizers[side].step()
+        run.schedulers[side].step()
+    return losses
+
+
+def check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    """Fail naming the first non-finite term (checked every ``log_every`` steps: one host sync)."""
+    for key, value in sums.items():
+        if not math.isfinite(float(value)):
+            raise NonFiniteLossError(f"loss term {key!r} became non-finite by epoch {epoch} step {step}")
+
+
+def _progress_line(epoch: int, epochs: int, step: int, total: int, sums: dict, elapsed: float) -> str:
+    return (f"epoch {epoch}/{epochs} step {step}/{total}  L^C {float(sums['cnn']) / step:.4f}  "
+            f"L^V {float(sums['vit']) / step:.4f}  {step / elapsed:.2f} it/s")
+
+
+@torch.no_grad()
+def evaluate(run: Run) -> dict:
+    """Both students' mIoU and per-class IoU (percent) from whole-validation-set confusion matrices."""
+    run.pair.eval()
+    k = run.pair.num_classes
+    matrices = {side: ConfusionMatrix(k, device=run.device) for side in SIDES}
+    for index, (images, target) in enumerate(run.val_loader):
+        if run.cfg.max_val_images is not None and index >= run.cfg.max_val_images:
+            break
+        images, target = images.to(run.device), target.to(run.device)
+        with autocast(run):
+            logits = run.protocol.predict(lambda x: torch.cat(run.pair.predict(x), dim=1), images)
+        matrices["cnn"].update(logits[:, :k].argmax(1), target)
+        matrices["vit"].update(logits[:, k:].argmax(1), target)
+    out: dict = {"class_names": run.class_names, "eval_protocol": run.protocol.describe()}
+    for side, matrix in matrices.items():
+        out[f"miou_{side}"] = 100.0 * matrix.miou()
+        out[f"iou_{side}"] = [None if math.isnan(v) else 100.0 * v for v in matrix.iou().tolist()]
+    return out
+
+
+def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
+        wrap: Callable[[nn.Module], nn.Module] = lambda m: m, is_main: bool = True,
+        log: Callable[[str], None] = print) -> dict:
+    """Train for ``cfg.epochs``; after each epoch evaluate, checkpoint and ``report``. Returns the last metrics."""
+    run = build_run(cfg, resume_from, wrap)
+    metrics: dict = {}
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
+        metrics = {"epoch": epoch, **train_one_epoch(run, epoch, log), **evaluate(run)}
+        metrics["lr_cnn"] = run.schedulers["cnn"].get_last_lr()[0]
+        metrics["lr_vit"] = run.schedulers["vit"].get_last_lr()[0]
+        log(f"epoch {epoch}/{cfg.epochs}  mIoU CNN {metrics['miou_cnn']:.2f}  ViT {metrics['miou_vit']:.2f}  "
+            f"({metrics['eval_protocol']})")
+        with tempfile.TemporaryDirectory() as folder:
+            if is_main:
+                save(run, epoch, Path(folder), metrics)
+            report(metrics, folder if is_main else None)
+    return metrics

@@ -1,0 +1,52 @@
+"""Pixel cross-entropy, masked means, KL and the HFD cosine distance."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is true; an empty mask gives 0, never NaN.
+
+    Masked-out positions are replaced (not multiplied) so a NaN there cannot leak in.
+    """
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    return total / mask.sum().clamp(min=1).to(values.dtype)
+
+
+def pixel_ce_map(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Per-pixel cross-entropy. (N, K, H, W), (N, H, W) -> (N, H, W), 0 at ignored pixels."""
+    return F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
+
+
+def ce_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
+            ce_map: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy averaged over valid pixels (METHOD.md: mean over valid pixels, 255 ignored)."""
+    if ce_map is None:
+        ce_map = pixel_ce_map(logits, target, ignore_index)
+    return masked_mean(ce_map, target != ignore_index)
+
+
+def kl_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Per-pixel KL(p_t ‖ p_s) = Σ_k p_t (log p_t − log p_s) at temperature T, teacher detached.
+
+    (N, K, H, W), (N, K, H, W) -> (N, H, W). Not multiplied by T² (callers do that once).
+    """
+    log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
+    log_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    return (log_t.exp() * (log_t - log_s)).sum(dim=1)
+
+
+def cosine_distance_map(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 − cos along channels, teacher detached. (N, C, h, w), (N, C, h, w) -> (N, h, w)."""
+    return 1.0 - F.cosine_similarity(student.float(), teacher.detach().float(), dim=1, eps=1e-8)
+
+
+def hfd_loss(transformed: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
+    """HFD: mean over positions of 1 − cos(Attn(Γ(F_1)), F_2), the other side detached.
+
+    Args:
+        transformed: (N, C, h, w), the other student's stage applied to this student's Γ(F_1).
+        target_features: (N, C, h, w), the other student's own F_2 (detached here).
+    """
+    return cosine_distance_map(transformed, target_features).mean()

@@ -1,0 +1,7 @@
+"""Students, their encoder registry, Γ transforms and the student pair."""
+from cotrain.models.gamma import Gamma
+from cotrain.models.registry import ENCODERS, encoder_names, get_encoder_spec, register_encoder
+from cotrain.models.students import Student, StudentOutput, build_student
+
+__all__ = ["ENCODERS", "Gamma", "Student", "StudentOutput", "build_student", "encoder_names",
+           "get_encoder_spec", "register_encoder"]

@@ -1,0 +1,96 @@
+"""The student pair: both students, the method's Γ transforms, and one step's losses."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from cotrain.losses import masked_mean, pixel_ce_map
+from cotrain.methods import LossOptions, Method, PairContext, get_method
+from cotrain.models.students import Student, Weights, build_student
+
+SIDES = ("cnn", "vit")
+
+
+class StudentPair(nn.Module):
+    """A CNN student, a ViT student and a collaborative-learning method between them."""
+
+    def __init__(self, cnn: Student, vit: Student, method: Method, num_classes: int,
+                 ignore_index: int = 255) -> None:
+        super().__init__()
+        self.cnn, self.vit, self.method = cnn, vit, method
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+
+    def forward(self, images: torch.Tensor, target: Optional[torch.Tensor] = None):
+        """With ``target``: the step's loss dict (see ``losses``); without: both students' logits."""
+        return self.predict(images) if target is None else self.losses(images, target)
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) -> ((N, K, H, W) CNN logits, (N, K, H, W) ViT logits)."""
+        return self.cnn(images).logits, self.vit(images).logits
+
+    def losses(self, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One co-training step's losses; each student runs its forward once.
+
+        Returns:
+            ``cnn`` and ``vit``: the totals L^C and L^V (with graph); every term as a
+            detached scalar (``ce_cnn``, ``hfd_cnn``, ...); ``cnn_teaches_pixels`` and
+            ``cnn_teaches_regions``: the share of valid pixels / regions where m = 1.
+        """
+        ctx = self._context(images, target)
+        ce_c, ce_v = masked_mean(ctx.ce_cnn, ctx.valid), masked_mean(ctx.ce_vit, ctx.valid)
+        extra_c, extra_v, named = self.method.terms(ctx)
+        region_mask, region_valid = ctx.region_masks()
+        out = {"cnn": ce_c + extra_c, "vit": ce_v + extra_v, "ce_cnn": ce_c.detach(), "ce_vit": ce_v.detach()}
+        out.update({k: v.detach() for k, v in named.items()})
+        out["cnn_teaches_pixels"] = _share(ctx.pixel_mask, ctx.valid)
+        out["cnn_teaches_regions"] = _share(region_mask, region_valid)
+        return out
+
+    def _context(self, images: torch.Tensor, target: torch.Tensor) -> PairContext:
+        out_c, out_v = self.cnn(images), self.vit(images)
+        valid = target != self.ignore_index
+        return PairContext(self.cnn, self.vit, out_c, out_v, target, valid,
+                           pixel_ce_map(out_c.logits, target, self.ignore_index),
+                           pixel_ce_map(out_v.logits, target, self.ignore_index))
+
+    def parameters_of(self, side: str) -> list[nn.Parameter]:
+        """Trainable parameters of one side: its student and its own Γs (what its optimizer gets)."""
+        if side not in SIDES:
+            raise ValueError(f"unknown side {side!r}; allowed: cnn, vit")
+        modules = (getattr(self, side), getattr(self.method, f"{side}_side"))
+        return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def _share(mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    return (mask.sum() / valid.sum().clamp(min=1)).detach().float()
+
+
+def build_pair(cnn: str = "mobilenet_v2", vit: str = "mit_b1", num_classes: int = 21,
+               weights: Union[Weights, tuple[Weights, Weights]] = None, method: str = "ours",
+               ignore_index: int = 255, **loss_options) -> StudentPair:
+    """Build a StudentPair.
+
+    Args:
+        cnn: CNN encoder (DeepLabV3+), e.g. ``mobilenet_v2``, ``resnet50``.
+        vit: MiT encoder (SegFormer), e.g. ``mit_b1``.
+        num_classes: K.
+        weights: ``"imagenet"``, ``None`` or a local state-dict path, for both students
+            or as a ``(cnn, vit)`` tuple.
+        method: a registered method name (``ours``, ``vanilla``, ...).
+        **loss_options: fields of ``LossOptions`` (``alpha``, ``beta``, ``gamma``,
+            ``temperature``, ``hfd``, ``bsd_region``, ``bsd_pixel``, ...).
+    """
+    unknown = set(loss_options) - LossOptions.names()
+    if unknown:
+        raise ValueError(f"unknown loss option(s) {sorted(unknown)}; allowed: {sorted(LossOptions.names())}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes={num_classes} is invalid; need at least 2")
+    cnn_w, vit_w = weights if isinstance(weights, tuple) else (weights, weights)
+    cnn_student = build_student("cnn", cnn, num_classes, cnn_w)
+    vit_student = build_student("vit", vit, num_classes, vit_w)
+    options = LossOptions(**loss_options)
+    return StudentPair(cnn_student, vit_student, get_method(method)(cnn_student, vit_student, options),
+                       num_classes, ignore_index)

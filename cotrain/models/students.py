@@ -1,0 +1,116 @@
+"""The two students: DeepLabV3+ (CNN) and SegFormer (ViT), built with segmentation-models-pytorch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cotrain.models.registry import get_encoder_spec
+
+Weights = Optional[Union[str, Path]]
+
+# smp encoders return [input, stride 2, stride 4, stride 8, stride 16, stride 32] (MiT's stride-2 entry is empty).
+LOW_INDEX, MID_INDEX = 2, 3
+
+
+@dataclass
+class StudentOutput:
+    """What one forward pass of a student yields.
+
+    Attributes:
+        logits: (N, K, H, W) class scores at input resolution.
+        low: (N, C1, H/4, W/4) stride-4 features F_1.
+        mid: (N, C2, H/8, W/8) stride-8 features F_2.
+        last: (N, Cl, h, w) last encoder features F_l.
+    """
+
+    logits: torch.Tensor
+    low: torch.Tensor
+    mid: torch.Tensor
+    last: torch.Tensor
+
+
+class Student(nn.Module):
+    """A segmentation model whose encoder stages are reachable by HFD."""
+
+    def __init__(self, kind: str, encoder_name: str, model: nn.Module) -> None:
+        super().__init__()
+        self.kind = kind
+        self.encoder_name = encoder_name
+        self.model = model
+        # Kept out of the module tree so the shared weights appear once in state_dict().
+        self.__dict__["stride8_stage"] = get_encoder_spec(encoder_name, kind).stride8_stage(model.encoder)
+
+    @property
+    def channels(self) -> tuple[int, int, int]:
+        """Channels of (F_1, F_2, F_l)."""
+        out = self.model.encoder.out_channels
+        return out[LOW_INDEX], out[MID_INDEX], out[-1]
+
+    def forward(self, images: torch.Tensor) -> StudentOutput:
+        """Run encoder, decoder and head once; (N, 3, H, W) -> StudentOutput."""
+        features = self.model.encoder(images)
+        logits = self.model.segmentation_head(self.model.decoder(features))
+        if logits.shape[-2:] != images.shape[-2:]:
+            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return StudentOutput(logits, features[LOW_INDEX], features[MID_INDEX], features[-1])
+
+    def run_stride8_stage(self, low: torch.Tensor, *, frozen: bool) -> torch.Tensor:
+        """This student's stride-8 stage on any (N, C1, H/4, W/4) tensor -> (N, C2, H/8, W/8).
+
+        With ``frozen`` the stage's parameters get no gradient and its BatchNorm running
+        statistics are not updated (METHOD.md decision: the teacher's "Attn"/"MLP" only
+        transforms the other student's features; foreign features must not move its stats).
+        """
+        stage = self.stride8_stage
+        if not frozen:
+            return stage(low)
+        params = {k: v.detach() for k, v in stage.named_parameters()}
+        buffers = {k: v.clone() for k, v in stage.named_buffers()}
+        return torch.func.functional_call(stage, {**params, **buffers}, (low,))
+
+
+def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weights = None) -> Student:
+    """Build a CNN (DeepLabV3+, output stride 16) or ViT (SegFormer) student.
+
+    Args:
+        kind: ``"cnn"`` or ``"vit"``.
+        encoder_name: a registered encoder (see ``cotrain.models.encoder_names``).
+        num_classes: K, number of output classes.
+        weights: ``"imagenet"`` (smp's pretrained encoder, needs the model hub), ``None``
+            (random init) or a path to a local state-dict file (encoder or whole model).
+    """
+    get_encoder_spec(encoder_name, kind)
+    hub_weights = "imagenet" if weights == "imagenet" else None
+    if kind == "cnn":
+        model = smp.DeepLabV3Plus(encoder_name=encoder_name, encoder_weights=hub_weights,
+                                  encoder_output_stride=16, classes=num_classes)
+    else:
+        model = smp.Segformer(encoder_name=encoder_name, encoder_weights=hub_weights, classes=num_classes)
+    if weights not in (None, "imagenet"):
+        load_local_weights(model, Path(weights))
+    return Student(kind, encoder_name, model)
+
+
+def load_local_weights(model: nn.Module, path: Path) -> None:
+    """Load a local state dict into the encoder, or into the whole model if its keys say so."""
+    if not path.is_file():
+        raise ValueError(f"weights file {path} does not exist; pass 'imagenet', None or an existing state-dict file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise ValueError(f"weights file {path} is not a readable state dict ({type(exc).__name__}: {exc})") from exc
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    # ImageNet checkpoints carry a classifier the encoder does not have.
+    encoder_state = {k: v for k, v in state.items() if not k.startswith(("head.", "classifier.", "fc."))}
+    for target, candidate in ((model.encoder, encoder_state), (model, state)):
+        if set(candidate) == set(target.state_dict()):
+            target.load_state_dict(candidate)
+            return
+    raise ValueError(f"weights file {path} matches neither the {type(model.encoder).__name__} encoder "
+                     f"nor the whole model (keys differ)")
