@@ -304,17 +304,23 @@ def _cell(stats: Mapping, key: tuple[str, str, str, str], baseline: str) -> str:
 
 def _frame(number: str, rows: Sequence[str], pairs: Sequence[Pair], measured: Mapping | None,
            paper: Mapping | None, flags: Mapping) -> pd.DataFrame:
-    """Assemble the string table: label columns, then per pair cnn, vit, Δ (paper beside each)."""
+    """Assemble the string table: label columns, then per pair cnn, vit, Δ (paper beside each).
+
+    A pair gets measured columns only if it was measured and paper columns only if
+    the paper reports it.
+    """
     baseline, names = baseline_key(number), column_names(pairs)
+    measured_pairs = {k[1:3] for k in measured or {}}
+    paper_pairs = {k[1:3] for k in paper or {}}
     records = []
     for key in rows:
         record = dict(zip(label_columns(number), row_labels(number, key)))
         for pair in pairs:
             for student in ("cnn", "vit", "delta"):
                 cell_key = (key, *pair, student)
-                if measured is not None:
+                if measured is not None and (pair in measured_pairs or not measured_pairs):
                     record[names[pair, student]] = _cell(measured, cell_key, baseline)
-                if paper is not None:
+                if paper is not None and pair in paper_pairs:
                     flag = PAPER_FLAG if cell_key in flags else ""
                     record[names[pair, student] + " (paper)"] = _cell(paper, cell_key, baseline) + flag
         records.append(record)
@@ -323,8 +329,8 @@ def _frame(number: str, rows: Sequence[str], pairs: Sequence[Pair], measured: Ma
 
 def legend(stats: pd.DataFrame, has_measured: bool) -> list[str]:
     """Legend lines explaining the cell format actually used."""
-    lines = ["mIoU (%) at the last epoch; (±x.xx) = gain over Vanilla of the same pair; "
-             "Δ = sum of both students' gains (recomputed from the numbers)."]
+    lines = [("mIoU (%) at the last epoch; (±x.xx) = gain over Vanilla of the same pair; "
+              "Δ = sum of both students' gains (recomputed from the numbers).")]
     if has_measured:
         lines.append("Several seeds: mean ± std (n = finished seeds). — = no finished trial; "
                      "failed = every trial of the cell failed (error.txt).")
@@ -366,13 +372,18 @@ def render_table(name: str, number: str, title: str, trials: pd.DataFrame | None
     keys = [] if measured is None else list(measured["row"])
     rows = order_rows(number, keys, [k for k, _ in paper.rows] if paper is not None else [])
     measured_pairs = [] if measured is None else list(zip(measured["cnn"], measured["vit"]))
-    pairs = list(dict.fromkeys((shown.pairs if shown is not None else []) + measured_pairs))
+    paper_pairs = shown.pairs if shown is not None else []
+    # Measured pairs first (in the paper's order where the paper has them), paper-only pairs last.
+    pairs = list(dict.fromkeys([p for p in paper_pairs if p in measured_pairs] + measured_pairs + paper_pairs))
     frame = _frame(number, rows, pairs, _lookup(measured) if measured is not None else None,
                    _lookup(paper_stats) if shown is not None else None, flags)
     if measured is None:
         frame = frame.rename(columns=lambda c: c.removesuffix(" (paper)"))
     notes = legend(pd.concat([s for s in (measured, paper_stats) if s is not None]), measured is not None)
     notes += _missing_vanilla(measured, baseline) if measured is not None else []
+    if flags:
+        notes.append(f"{PAPER_FLAG} = the paper's printed gain (subscript or Δ) differs from its own numbers "
+                     f"by more than {FLAG_TOLERANCE}:")
     notes += [f"{PAPER_FLAG} {text}" for text in flags.values()]
     return Rendered(name, number, title, frame, notes,
                     measured if measured is not None else pd.DataFrame(columns=STATS_COLUMNS), paper_stats)

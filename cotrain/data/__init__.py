@@ -3,6 +3,7 @@
 Importing this package registers every dataset in :data:`DATASETS`.
 """
 
+from cotrain.data import builtin, camvid, cityscapes, voc  # noqa: E402,F401  (registration)
 from cotrain.data.base import (
     DATASETS,
     IGNORE_INDEX,
@@ -12,9 +13,8 @@ from cotrain.data.base import (
     get_spec,
     register_dataset,
 )
-from cotrain.data.checks import DataError, scan_dataset
-from cotrain.data import voc, cityscapes, camvid, builtin  # noqa: E402,F401  (registration)
 from cotrain.data.builtin import ensure_builtin, generate_builtin
+from cotrain.data.checks import DataError, scan_dataset
 from cotrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 __all__ = [

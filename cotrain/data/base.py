@@ -56,7 +56,9 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if len(self.palette) != len(self.classes):
-            raise ValueError(f"dataset {self.name!r}: {len(self.palette)} palette colours for {len(self.classes)} classes")
+            raise ValueError(
+                f"dataset {self.name!r}: {len(self.palette)} palette colours for {len(self.classes)} classes"
+            )
         object.__setattr__(self, "eval_protocol", MappingProxyType(dict(self.eval_protocol)))
 
     @property
@@ -111,7 +113,9 @@ def get_dataset(
     if spec.ensure_root is not None:
         root = spec.ensure_root(root)
     elif root is None:
-        raise DataError(f"dataset {name!r} needs a root directory; pass root=PATH (see its layout in cotrain/data/{name}.py)")
+        raise DataError(
+            f"dataset {name!r} needs a root directory; pass root=PATH (see its layout in cotrain/data/{name}.py)"
+        )
     return spec.reader(Path(root).expanduser(), split, spec, transform, check)
 
 
@@ -134,7 +138,9 @@ def read_label_array(path: Path) -> np.ndarray:
     """
     with Image.open(path) as mask:
         if mask.mode not in ("P", "L", "I", "I;16"):
-            raise DataError(f"{path}: label image has mode {mask.mode}; expected a palette or grey PNG of class indices")
+            raise DataError(
+                f"{path}: label image has mode {mask.mode}; expected a palette or grey PNG of class indices"
+            )
         return np.array(mask)
 
 

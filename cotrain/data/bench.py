@@ -38,7 +38,9 @@ def loader_throughput(
         Images per second over ``num_batches`` batches.
     """
     if min(batch_size, num_batches) < 1 or num_workers < 0:
-        raise ValueError(f"need batch_size, num_batches >= 1 and num_workers >= 0; got {batch_size}, {num_batches}, {num_workers}")
+        raise ValueError(
+            f"need batch_size, num_batches >= 1 and num_workers >= 0; got {batch_size}, {num_batches}, {num_workers}"
+        )
     sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size * (num_batches + 1))
     loader = DataLoader(TransformedDataset(dataset, transform), batch_size, sampler=sampler, num_workers=num_workers)
     batches = iter(loader)

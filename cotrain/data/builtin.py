@@ -70,7 +70,7 @@ def texture(rng: Rng, kind: str, size: int) -> np.ndarray:
 def _polygon(centre: np.ndarray, radii: np.ndarray, angles: np.ndarray, rotation: float) -> list[tuple[float, float]]:
     xs = centre[0] + radii * np.cos(angles + rotation)
     ys = centre[1] + radii * np.sin(angles + rotation)
-    return list(zip(xs.tolist(), ys.tolist()))
+    return list(zip(xs.tolist(), ys.tolist(), strict=True))
 
 
 def _ellipse(centre: np.ndarray, r: float, aspect: float, rotation: float) -> list[tuple[float, float]]:
@@ -80,7 +80,9 @@ def _ellipse(centre: np.ndarray, r: float, aspect: float, rotation: float) -> li
     return _polygon(centre, radii, angles, rotation)
 
 
-def shape_outlines(name: str, centre: np.ndarray, r: float, rotation: float, rng: Rng) -> list[list[tuple[float, float]]]:
+def shape_outlines(
+    name: str, centre: np.ndarray, r: float, rotation: float, rng: Rng
+) -> list[list[tuple[float, float]]]:
     """Polygons of one shape; the first is filled, any further ones are cut out (the ring's hole)."""
     k = np.arange(12)
     if name in ("disc", "striped disc"):
@@ -98,7 +100,9 @@ def shape_outlines(name: str, centre: np.ndarray, r: float, rotation: float, rng
         return [_polygon(centre, np.where(k[:10] % 2 == 0, r, r * 0.42), k[:10] * np.pi / 5, rotation)]
     if name == "cross":
         w = 0.33 * r
-        arm = np.array([[w, w], [w, r], [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w], [-w, -r], [w, -r], [w, -w], [r, -w], [r, w]])
+        arm = np.array(
+            [[w, w], [w, r], [-w, r], [-w, w], [-r, w], [-r, -w], [-w, -w], [-w, -r], [w, -r], [w, -w], [r, -w], [r, w]]
+        )
         return [_polygon(centre, np.hypot(*arm.T), np.arctan2(arm[:, 1], arm[:, 0]), rotation)]
     raise ValueError(f"unknown shape {name!r}; allowed: {', '.join(BUILTIN_CLASSES[1:])}")
 
@@ -148,7 +152,9 @@ def render_sample(rng: Rng, size: int) -> tuple[np.ndarray, np.ndarray]:
         cls = int(rng.integers(1, len(BUILTIN_CLASSES)))
         name = BUILTIN_CLASSES[cls]
         r = rng.uniform(0.08, 0.25) * size
-        region = rasterise(shape_outlines(name, rng.uniform(0.1, 0.9, 2) * size, r, rng.uniform(0, 2 * np.pi), rng), size)
+        region = rasterise(
+            shape_outlines(name, rng.uniform(0.1, 0.9, 2) * size, r, rng.uniform(0, 2 * np.pi), rng), size
+        )
         kind = "stripes" if name == "striped disc" else str(rng.choice(SHARED_TEXTURES))
         image[region] = texture(rng, kind, size)[region]
         label[region] = cls
@@ -159,7 +165,9 @@ def render_sample(rng: Rng, size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(noisy, 0, 255).astype(np.uint8), label
 
 
-def generate_builtin(root: str | Path, *, num_train: int = 300, num_val: int = 60, size: int = 160, seed: int = 0) -> Path:
+def generate_builtin(
+    root: str | Path, *, num_train: int = 300, num_val: int = 60, size: int = 160, seed: int = 0
+) -> Path:
     """Write the builtin dataset in the VOC layout under ``root``.
 
     Every image has its own generator seeded by ``(seed, split, index)``, so the

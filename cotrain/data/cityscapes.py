@@ -66,9 +66,11 @@ CITYSCAPES_LABELS = (
     CityscapesLabel("license plate", -1, -1, (0, 0, 142)),
 )
 
-_TRAIN_LABELS = sorted((l for l in CITYSCAPES_LABELS if 0 <= l.train_id < IGNORE_INDEX), key=lambda l: l.train_id)
-CITYSCAPES_CLASSES = tuple(l.name for l in _TRAIN_LABELS)
-CITYSCAPES_PALETTE = tuple(l.color for l in _TRAIN_LABELS)
+_TRAIN_LABELS = sorted(
+    (label for label in CITYSCAPES_LABELS if 0 <= label.train_id < IGNORE_INDEX), key=lambda label: label.train_id
+)
+CITYSCAPES_CLASSES = tuple(label.name for label in _TRAIN_LABELS)
+CITYSCAPES_PALETTE = tuple(label.color for label in _TRAIN_LABELS)
 
 
 def _id_to_train_id_table() -> np.ndarray:

@@ -69,8 +69,16 @@ def prepare_sbd(sbd: str | Path, voc: str | Path) -> list[str]:
     voc_only = [p for p in sorted(voc_masks.glob("*.png")) if p.stem not in sbd_ids]
     for path in voc_only:
         _save_grey(read_label_array(path), out / path.name)
-    trainaug = set(read_ids(sbd_dir / "train.txt")) | set(read_ids(sbd_dir / "val.txt")) | set(read_ids(splits / "train.txt"))
+    trainaug = (
+        set(read_ids(sbd_dir / "train.txt")) | set(read_ids(sbd_dir / "val.txt")) | set(read_ids(splits / "train.txt"))
+    )
     ids = sorted(trainaug - set(read_ids(splits / "val.txt")))
     (splits / "trainaug.txt").write_text("\n".join(ids) + "\n")
-    log.info("prepare-sbd: %d SBD + %d VOC masks in %s; trainaug.txt lists %d images", len(sbd_ids), len(voc_only), out, len(ids))
+    log.info(
+        "prepare-sbd: %d SBD + %d VOC masks in %s; trainaug.txt lists %d images",
+        len(sbd_ids),
+        len(voc_only),
+        out,
+        len(ids),
+    )
     return ids

@@ -72,7 +72,10 @@ class PairTransform:
 def _normalise(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 values each and std > 0; got mean={mean}, std={std}")
-    return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(list(mean), list(std))]
+    return [
+        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+        v2.Normalize(list(mean), list(std)),
+    ]
 
 
 def train_transform(

@@ -71,7 +71,9 @@ class VOCSegmentation(SegmentationDataset):
         if split == "train" and (split_dir / "trainaug.txt").is_file() and aug_dir.is_dir():
             split, mask_dir = "trainaug", aug_dir
         ids = read_ids(split_dir / f"{split}.txt")
-        log.info("%s %s: using %s.txt (%d images, masks from %s)", self.spec.name, self.split, split, len(ids), mask_dir.name)
+        log.info(
+            "%s %s: using %s.txt (%d images, masks from %s)", self.spec.name, self.split, split, len(ids), mask_dir.name
+        )
         return [(base / "JPEGImages" / f"{i}.jpg", mask_dir / f"{i}.png") for i in ids]
 
 

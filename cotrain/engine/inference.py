@@ -66,7 +66,9 @@ class EvalProtocol:
             if value <= 0:
                 raise ValueError(f"eval protocol {name} must be positive; got {value}")
         if self.stride > self.window:
-            raise ValueError(f"sliding stride {self.stride} > window {self.window} would skip pixels; use stride <= window")
+            raise ValueError(
+                f"sliding stride {self.stride} > window {self.window} would skip pixels; use stride <= window"
+            )
 
     @classmethod
     def from_spec(cls, spec: Any, **overrides: Any) -> EvalProtocol:
@@ -133,7 +135,7 @@ class EvalProtocol:
             if logits is None:
                 logits = out.new_zeros((len(images), out.shape[1], *padded.shape[-2:]))
                 count = out.new_zeros((len(images), 1, *padded.shape[-2:]))
-            for tile, (n, y, x) in zip(out, chunk):
+            for tile, (n, y, x) in zip(out, chunk, strict=True):
                 logits[n, :, y : y + self.window, x : x + self.window] += tile
                 count[n, :, y : y + self.window, x : x + self.window] += 1
         return (logits / count)[..., :height, :width]

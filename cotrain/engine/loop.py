@@ -63,7 +63,7 @@ def seed_everything(seed: int) -> None:
 
 
 def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
-              wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> Run:
+              wrap: Callable[[nn.Module], nn.Module] = lambda m: m, distributed: bool = False) -> Run:
     """Data, pair, optimisers; restored from ``resume_from`` (a checkpoint folder) when given."""
     device = resolve_device(cfg)
     seed_everything(cfg.seed)
@@ -75,6 +75,9 @@ def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
     if device.type == "cuda" and cfg.channels_last:
         pair.cnn.to(memory_format=torch.channels_last)
     train_loader = _train_loader(train_set, cfg, device)
+    if distributed:  # each worker takes its shard through a DistributedSampler
+        import ray.train.torch
+        train_loader = ray.train.torch.prepare_data_loader(train_loader, move_to_device=False)
     steps = len(train_loader) if cfg.max_train_steps is None else min(cfg.max_train_steps, len(train_loader))
     optimizers, schedulers = build_optimizers(pair, cfg, steps * cfg.epochs)
     run = Run(cfg, pair, wrap(pair), optimizers, schedulers, train_loader,
@@ -131,7 +134,10 @@ def train_one_epoch(run: Run, epoch: int, log: Callable[[str], None] = print) ->
     model.train()
     # Seeding per epoch makes a run resumed at an epoch boundary replay the same batches and crops.
     seed_everything(cfg.seed * 100_003 + epoch)
-    run.train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
+    if run.train_loader.generator is not None:
+        run.train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
+    if hasattr(run.train_loader.sampler, "set_epoch"):
+        run.train_loader.sampler.set_epoch(epoch)
     total = len(run.train_loader) if cfg.max_train_steps is None else min(cfg.max_train_steps, len(run.train_loader))
     sums: dict[str, torch.Tensor] = {}
     data_wait, start = 0.0, time.perf_counter()
@@ -205,9 +211,9 @@ def evaluate(run: Run) -> dict:
 
 def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
         wrap: Callable[[nn.Module], nn.Module] = lambda m: m, is_main: bool = True,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, distributed: bool = False) -> dict:
     """Train for ``cfg.epochs``; after each epoch evaluate, checkpoint and ``report``. Returns the last metrics."""
-    run = build_run(cfg, resume_from, wrap)
+    run = build_run(cfg, resume_from, wrap, distributed)
     metrics: dict = {}
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         metrics = {"epoch": epoch, **train_one_epoch(run, epoch, log), **evaluate(run)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,3 +63,11 @@ def camvid_root(tmp_path: Path) -> Path:
         save_image(tmp_path / "train" / name, rng)
         save_grey_png(tmp_path / "trainannot" / name, rng.integers(0, 12, (H, W)))
     return tmp_path
+
+
+@pytest.fixture
+def make() -> SimpleNamespace:
+    """The file writers above, for tests that build their own layouts."""
+    return SimpleNamespace(
+        image=save_image, palette_png=save_palette_png, grey_png=save_grey_png, labels=random_labels, H=H, W=W
+    )

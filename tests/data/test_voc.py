@@ -4,48 +4,47 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import H, W, save_grey_png, save_image
 
 from cotrain.data import DataError, get_dataset
 
 
 @pytest.mark.parametrize("level", ["VOCdevkit", "VOC2012"])
-def test_reads_images_and_palette_indices(voc_root, level):
+def test_reads_images_and_palette_indices(voc_root, make, level):
     root, labels = voc_root
     dataset = get_dataset("voc", root if level == "VOCdevkit" else root / "VOC2012", "val")
     assert len(dataset) == 2 and dataset.num_classes == 21 and dataset.classes[15] == "person"
     image, mask = dataset[1]
-    assert image.shape == (3, H, W) and image.dtype == torch.uint8
+    assert image.shape == (3, make.H, make.W) and image.dtype == torch.uint8
     assert mask.dtype == torch.int64
     assert torch.equal(mask, torch.from_numpy(labels["2009_000005"]).long())
 
 
-def test_grey_jpeg_becomes_rgb(voc_root):
+def test_grey_jpeg_becomes_rgb(voc_root, make):
     root, _ = voc_root
-    save_image(root / "VOC2012" / "JPEGImages" / "2009_000004.jpg", np.random.default_rng(3), mode="L")
+    make.image(root / "VOC2012" / "JPEGImages" / "2009_000004.jpg", np.random.default_rng(3), mode="L")
     image, _ = get_dataset("voc", root, "val")[0]
-    assert image.shape == (3, H, W) and torch.equal(image[0], image[1])
+    assert image.shape == (3, make.H, make.W) and torch.equal(image[0], image[1])
 
 
-def test_transform_receives_the_pair(voc_root):
+def test_transform_receives_the_pair(voc_root, make):
     root, _ = voc_root
     dataset = get_dataset("voc", root, "val", transform=lambda image, mask: (mask.shape, image.dtype))
-    assert dataset[0] == ((H, W), torch.uint8)
+    assert dataset[0] == ((make.H, make.W), torch.uint8)
 
 
-def write_trainaug(root, labels):
+def write_trainaug(root, labels, make):
     base = root / "VOC2012"
     ids = ["2007_000001", "2008_000003"]
     for image_id in ids:
-        save_grey_png(base / "SegmentationClassAug" / f"{image_id}.png", labels[image_id])
+        make.grey_png(base / "SegmentationClassAug" / f"{image_id}.png", labels[image_id])
     (base / "ImageSets" / "Segmentation" / "trainaug.txt").write_text("\n".join(ids) + "\n")
     return ids
 
 
-def test_trainaug_preferred_and_logged(voc_root, caplog):
+def test_trainaug_preferred_and_logged(voc_root, make, caplog):
     root, labels = voc_root
     assert len(get_dataset("voc", root, "train")) == 3
-    ids = write_trainaug(root, labels)
+    ids = write_trainaug(root, labels, make)
     with caplog.at_level(logging.INFO, logger="cotrain.data"):
         dataset = get_dataset("voc", root, "train")
     assert [image.stem for image, _ in dataset.files] == ids
@@ -54,10 +53,10 @@ def test_trainaug_preferred_and_logged(voc_root, caplog):
     assert get_dataset("voc", root, "val").files[0][1].parent.name == "SegmentationClass"
 
 
-def test_grey_and_palette_masks_give_identical_labels(voc_root):
+def test_grey_and_palette_masks_give_identical_labels(voc_root, make):
     root, labels = voc_root
     palette_masks = [mask for _, mask in get_dataset("voc", root, "train")]
-    write_trainaug(root, labels)
+    write_trainaug(root, labels, make)
     grey_masks = [mask for _, mask in get_dataset("voc", root, "train")]
     assert torch.equal(grey_masks[0], palette_masks[0]) and torch.equal(grey_masks[1], palette_masks[2])
 

@@ -1,0 +1,205 @@
+"""Regenerate the paper's tables (and plots) from Ray Tune results folders.
+
+Usage (from the repository root)::
+
+    python analysis/make_tables.py [--results DIR] [--format md|latex|csv] [--out DIR]
+                                   [--paper] [--no-plots] [--qualitative N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+# Run as a script, Python puts analysis/ (not the repository root) on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd
+
+from analysis.paper import TABLE_NUMBERS, PaperTable, paper_tables
+from analysis.results import FAILED, FINISHED, UNFINISHED, Results, load_results
+from analysis.tables import (
+    CAPTIONS,
+    DATASETS,
+    Rendered,
+    layout_number,
+    render_table,
+    to_text,
+)
+
+SUFFIX = {"md": ".md", "latex": ".tex", "csv": ".csv"}
+
+
+class UsageError(SystemExit):
+    """Bad command-line input: one line on stderr, exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        print(f"make_tables.py: error: {message}", file=sys.stderr)
+        super().__init__(2)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class TableGroup:
+    """The trials of one experiment that render as one table."""
+
+    name: str
+    table_id: str
+    experiment: str
+    dataset: str
+    trials: pd.DataFrame
+
+
+def positive_int(text: str) -> int:
+    """argparse type for ``--qualitative``."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (number of validation images)")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse and validate the command line."""
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results"), help="folder of experiment folders")
+    parser.add_argument("--format", choices=sorted(SUFFIX), default="md", help="output format")
+    parser.add_argument("--out", type=Path, help="output folder (default: RESULTS/tables)")
+    parser.add_argument("--paper", action="store_true", help="show the paper's numbers beside the measured ones")
+    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
+    parser.add_argument("--qualitative", type=positive_int, metavar="N", help="Fig. 4-style figure of N val images")
+    parser.add_argument("--data-root", type=Path, help="dataset root for --qualitative (default: from the config)")
+    args = parser.parse_args(argv)
+    if not args.results.is_dir() and not args.paper:
+        raise UsageError(f"--results {args.results}: no such directory (give the folder holding the sweeps' "
+                         f"experiment folders, or use --paper for the paper's tables alone)")
+    return args
+
+
+def table_title(table_id: str, dataset: str, experiment: str | None) -> str:
+    """Caption: the paper's table number and topic, dataset and source experiment."""
+    number = layout_number(table_id)
+    where = DATASETS.get(dataset, dataset)
+    head = f"Table {number}" if table_id in TABLE_NUMBERS else f"{where} (Table 1 layout)"
+    source = f"; experiment {experiment}" if experiment else ""
+    return f"{head}: {CAPTIONS[number]} on {where}{source}"
+
+
+def _known(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials whose ``table`` names a paper table or the methods sweep; warns about the rest."""
+    known = trials["table"].isin([*TABLE_NUMBERS, "methods"])
+    for table, group in trials[~known].groupby("table"):
+        warnings.warn(f"{len(group)} trial(s) with table={table!r} skipped; allowed: 1-9, methods", stacklevel=2)
+    return trials[known]
+
+
+def group_tables(trials: pd.DataFrame) -> list[TableGroup]:
+    """Split trials into tables: one per (table, experiment, dataset), named ``table7`` etc.
+
+    A name shared by several groups gets the experiment (and, within one experiment,
+    the dataset) appended.
+    """
+    keys = ["table_id", "experiment", "dataset"]
+    groups = [(tid, str(exp), str(ds), frame) for (tid, exp, ds), frame in _known(trials).groupby(keys)]
+    groups.sort(key=lambda g: (g[0] not in TABLE_NUMBERS, g[0], g[1], g[2]))
+    stems = [f"table{tid}" if tid in TABLE_NUMBERS else f"table_{tid}" for tid, *_ in groups]
+    result = []
+    for stem, (tid, exp, ds, frame) in zip(stems, groups):
+        name = stem
+        if stems.count(stem) > 1:
+            same_experiment = sum(g[0] == tid and g[1] == exp for g in groups) > 1
+            name = f"{stem}_{exp}" + (f"_{ds}" if same_experiment else "")
+        result.append(TableGroup(name, tid, exp, ds, frame))
+    return result
+
+
+def describe(group: TableGroup, results_root: Path) -> str:
+    """``table7 <- results/alpha (12 trials: 10 finished, 1 failed, 1 unfinished)``."""
+    counts = group.trials["status"].value_counts()
+    parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in (FINISHED, FAILED, UNFINISHED))
+    return f"{group.name} <- {results_root / group.experiment} ({len(group.trials)} trials: {parts})"
+
+
+def measured_tables(results: Results, root: Path, papers: dict[str, PaperTable],
+                    show_paper: bool) -> list[tuple[TableGroup, Rendered]]:
+    """Render every table found under ``root``, printing which experiment fed it."""
+    rendered = []
+    for group in group_tables(results.trials):
+        print(describe(group, root))
+        number = layout_number(group.table_id)
+        paper = papers[number] if group.table_id in TABLE_NUMBERS else _rows_only(papers[number])
+        title = table_title(group.table_id, group.dataset, group.experiment)
+        rendered.append((group, render_table(group.name, number, title, group.trials, paper, show_paper)))
+    return rendered
+
+
+def _rows_only(paper: PaperTable) -> PaperTable:
+    """The paper table as a layout only: its numbers belong to another dataset, never shown."""
+    return PaperTable(paper.number, paper.dataset, paper.rows, [], paper.trials.iloc[0:0], {})
+
+
+def paper_only_tables(papers: dict[str, PaperTable]) -> list[Rendered]:
+    """The nine paper tables alone, gains recomputed and disagreeing subscripts flagged."""
+    return [
+        render_table(f"table{n}", n, f"Table {n} (paper): {CAPTIONS[n]} on {DATASETS[p.dataset]}", None, p)
+        for n, p in papers.items()
+    ]
+
+
+def write_tables(tables: list[Rendered], fmt: str, out: Path | None) -> list[Path]:
+    """Print every table and write it to ``out`` (when given) as ``<name><suffix>``."""
+    paths = []
+    for table in tables:
+        text = to_text(table, fmt)
+        print(text if fmt != "csv" else f"# {table.title}\n{text}")
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{table.name}{SUFFIX[fmt]}"
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = parse_args(argv)
+    papers = paper_tables()
+    if not args.results.is_dir():
+        write_tables(paper_only_tables(papers), args.format, args.out)
+        return 0
+    results = load_results(args.results)
+    if results.trials.empty:
+        if not args.paper:
+            raise UsageError(f"--results {args.results}: holds no trial folders (params.json/result.json)")
+        write_tables(paper_only_tables(papers), args.format, args.out)
+        return 0
+    out = args.out or args.results / "tables"
+    rendered = measured_tables(results, args.results, papers, args.paper)
+    written = write_tables([r for _, r in rendered], args.format, out)
+    if not args.no_plots:
+        from analysis.plots import make_plots
+
+        written += make_plots(rendered, results, papers, out)
+    status = 0
+    if args.qualitative:
+        from analysis.qualitative import make_qualitative
+
+        try:
+            written += make_qualitative(results, args.qualitative, out, args.data_root)
+        except (ImportError, LookupError, FileNotFoundError) as error:
+            print(f"make_tables.py: qualitative figure not made: {error}", file=sys.stderr)
+            status = 1
+    print("wrote:", *map(str, written), sep="\n  ")
+    return status
+
+
+if __name__ == "__main__":
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Figures: α/β/γ sensitivity, component ablations, learning curves, distillation direction.
+
+Every figure is written as PNG and PDF; functions return the paths written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the sweeps run on machines without a display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis.paper import PaperTable
+from analysis.results import Results
+from analysis.tables import (
+    SENSITIVITY,
+    SWITCH_TABLES,
+    Rendered,
+    assign_rows,
+    backbone_name,
+    baseline_key,
+    label_columns,
+    order_rows,
+    row_labels,
+    summarise,
+)
+
+STUDENTS = ("cnn", "vit")
+
+
+def save(fig: plt.Figure, stem: Path) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` and close the figure."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(stem.name + suffix) for suffix in (".png", ".pdf")]
+    for path in paths:
+        fig.savefig(path, bbox_inches="tight", dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def _pair_stats(stats: pd.DataFrame | None, pair: tuple[str, str], student: str) -> pd.DataFrame:
+    """Rows of ``stats`` for one pair and student, indexed by row key."""
+    if stats is None or stats.empty:
+        return pd.DataFrame(columns=["mean", "std", "n"])
+    mask = (stats["cnn"] == pair[0]) & (stats["vit"] == pair[1]) & (stats["student"] == student)
+    return stats[mask].set_index("row")
+
+
+def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose key is a number (the varied weight), sorted by it."""
+    keys = pd.to_numeric(pd.Series(frame.index, index=frame.index), errors="coerce")
+    return frame[keys.notna().to_numpy()].assign(x=keys.dropna()).sort_values("x")
+
+
+def plot_sensitivity(table: Rendered, paper_stats: pd.DataFrame | None, pair: tuple[str, str],
+                     stem: Path) -> list[Path]:
+    """mIoU of both students against α, β or γ (std over seeds as error bars).
+
+    The paper's values are a dashed line on a twin axis, the measured Vanilla a dotted one.
+    """
+    param, symbol = SENSITIVITY[table.number]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, student in zip(axes, STUDENTS):
+        measured = _pair_stats(table.stats, pair, student)
+        points = _numeric(measured[measured["n"] > 0])
+        ax.errorbar(points["x"], points["mean"], yerr=points["std"].fillna(0), marker="o", capsize=3,
+                    label="measured")
+        if "vanilla" in measured.index and measured.loc["vanilla", "n"] > 0:
+            ax.axhline(measured.loc["vanilla", "mean"], color="C1", linestyle=":", label="Vanilla (measured)")
+        paper = _numeric(_pair_stats(paper_stats, pair, student))
+        handles = ax.get_legend_handles_labels()
+        if not paper.empty:
+            # A twin axis: the paper's VOC numbers and a short run live on different scales.
+            twin = ax.twinx()
+            twin.plot(paper["x"], paper["mean"], "s--", color="grey", label="paper (right axis)")
+            twin.set_ylabel("paper mIoU (%)", color="grey")
+            handles = [a + b for a, b in zip(handles, twin.get_legend_handles_labels())]
+        ticks = sorted(set(points["x"]) | set(paper["x"]) if not paper.empty else set(points["x"]))
+        ax.set(xscale="log", xlabel=symbol, ylabel="mIoU (%)", title=backbone_name(pair[0 if student == "cnn" else 1]))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.legend(*handles, fontsize=7)
+    fig.suptitle(f"{table.title} ({param})", fontsize=9)
+    return save(fig, stem)
+
+
+def plot_ablation(table: Rendered, paper_stats: pd.DataFrame | None, pair: tuple[str, str],
+                  stem: Path) -> list[Path]:
+    """Grouped bars per ablation row: measured mIoU (± std over seeds) beside the paper's."""
+    keys = order_rows(table.number, list(table.stats["row"]),
+                      [] if paper_stats is None else list(dict.fromkeys(paper_stats["row"])))
+    labels = [" ".join(f"{c}{v}" for c, v in zip(label_columns(table.number), row_labels(table.number, k)))
+              for k in keys]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(keys))
+    for ax, student in zip(axes, STUDENTS):
+        measured = _pair_stats(table.stats, pair, student).reindex(keys)
+        paper = _pair_stats(paper_stats, pair, student).reindex(keys)
+        ax.bar(x - 0.2, measured["mean"], 0.4, yerr=measured["std"].fillna(0), capsize=3, label="measured")
+        ax.bar(x + 0.2, paper["mean"], 0.4, color="lightgrey", hatch="//", label="paper")
+        values = pd.concat([measured["mean"], paper["mean"]]).dropna()
+        if not values.empty:
+            ax.set_ylim(values.min() - 2, values.max() + 1)
+        ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=7)
+        ax.set(ylabel="mIoU (%)", title=backbone_name(pair[0 if student == "cnn" else 1]))
+        ax.legend(fontsize=7)
+    fig.suptitle(table.title, fontsize=9)
+    return save(fig, stem)
+
+
+def _trial_labels(trials: pd.DataFrame) -> pd.Series:
+    """``<row> seed <s> (<cnn>+<vit>)`` per trial, indexed by trial id."""
+    labels = trials["row"].astype(str) + " seed " + trials["seed"].astype(str)
+    labels += " (" + trials["cnn"].map(backbone_name) + "+" + trials["vit"].map(backbone_name) + ")"
+    return pd.Series(labels.to_numpy(), index=trials["trial_id"].to_numpy())
+
+
+def plot_curves(history: pd.DataFrame, trials: pd.DataFrame, columns: Sequence[str], ylabel: str,
+                title: str, stem: Path) -> list[Path]:
+    """One panel per column of ``history`` against epoch, one line per trial."""
+    history = history[history["trial_id"].isin(trials["trial_id"])]
+    labels = _trial_labels(trials)
+    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.8), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for trial_id, curve in history.dropna(subset=[column]).groupby("trial_id", sort=False):
+            ax.plot(curve["epoch"], curve[column], marker=".", label=labels.get(trial_id, trial_id))
+        ax.set(xlabel="epoch", ylabel=ylabel, title=column)
+        if ax.has_data():
+            ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return save(fig, stem)
+
+
+def _has_values(history: pd.DataFrame, columns: Sequence[str]) -> bool:
+    return all(c in history for c in columns) and history[list(columns)].notna().any().any()
+
+
+def plots_for_table(table: Rendered, trials: pd.DataFrame, history: pd.DataFrame,
+                    paper: PaperTable | None, out: Path) -> list[Path]:
+    """Every figure for one table: sensitivity or ablation per pair, learning curves, distillation direction."""
+    trials = assign_rows(trials, table.number)
+    history = history[history["experiment"].isin(trials["experiment"])]
+    paper_stats = summarise(paper.trials, baseline_key(table.number)) if paper is not None and paper.pairs else None
+    paths: list[Path] = []
+    for pair in dict.fromkeys(zip(table.stats["cnn"], table.stats["vit"])):
+        tag = f"{pair[0]}+{pair[1]}"
+        if table.number in SENSITIVITY:
+            paths += plot_sensitivity(table, paper_stats, pair, out / f"{table.name}_sensitivity_{tag}")
+        elif table.number in SWITCH_TABLES:
+            paths += plot_ablation(table, paper_stats, pair, out / f"{table.name}_ablation_{tag}")
+    if _has_values(history, ["miou_cnn", "miou_vit"]):
+        paths += plot_curves(history, trials, ["miou_cnn", "miou_vit"], "mIoU (%)",
+                             f"Learning curves: {table.title}", out / f"{table.name}_learning_curves")
+    direction = ["cnn_teaches_pixels", "cnn_teaches_regions"]
+    if _has_values(history, direction):
+        paths += plot_curves(history, trials, direction, "fraction where the CNN teaches",
+                             f"Direction of distillation: {table.title}", out / f"{table.name}_distillation_direction")
+    return paths
+
+
+def make_plots(rendered: Sequence[tuple[object, Rendered]], results: Results,
+               papers: dict[str, PaperTable], out: Path) -> list[Path]:
+    """Figures for every rendered table; ``rendered`` pairs a group (with ``.trials``) and its table."""
+    paths: list[Path] = []
+    for group, table in rendered:
+        paper = papers.get(table.number) if getattr(group, "table_id", None) == table.number else None
+        paths += plots_for_table(table, group.trials, results.history, paper, out)
+    return paths

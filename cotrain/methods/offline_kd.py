@@ -1,0 +1,83 @@
+"""Offline KD: "Distilling the Knowledge in a Neural Network" (Hinton, Vinyals, Dean, 2015).
+
+Each student distils pixel-wise KL at temperature T from a frozen teacher of the *other*
+architecture trained by Vanilla: L^C = CE^C + w·T²·KL(p^{V*} ‖ p^C), L^V likewise with C*.
+``teacher_vit`` is the checkpoint whose ViT teaches our CNN, ``teacher_cnn`` the one whose
+CNN teaches our ViT; a missing path leaves that side with CE only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cotrain.losses.kd import kd_kl_loss
+from cotrain.methods.base import LossOptions, Method, PairContext, register_method
+from cotrain.models import Student
+
+
+@register_method
+class OfflineKD(Method):
+    """Hinton KD from frozen Vanilla-trained teachers of the other architecture."""
+
+    name = "offline_kd"
+    term_names = ("kd_cnn", "kd_vit")
+
+    def __init__(self, cnn: Student, vit: Student, options: LossOptions) -> None:
+        super().__init__(cnn, vit, options)
+        if options.teacher_cnn is None and options.teacher_vit is None:
+            raise ValueError("offline_kd needs teacher_cnn and/or teacher_vit checkpoint paths")
+        num_classes = student_classes(cnn)
+        # Registered submodules (they follow .to(device)) but outside cnn_side/vit_side: no optimizer sees them.
+        self.teachers = nn.ModuleDict()
+        if options.teacher_vit is not None:
+            self.teachers["of_cnn"] = load_teacher(options.teacher_vit, "vit", num_classes)
+        if options.teacher_cnn is not None:
+            self.teachers["of_vit"] = load_teacher(options.teacher_cnn, "cnn", num_classes)
+        # The images reach terms() through the CNN student's forward: PairContext carries outputs only.
+        self._images: torch.Tensor | None = None
+        cnn.register_forward_pre_hook(self._remember_images)
+
+    def _remember_images(self, module: nn.Module, args: tuple) -> None:
+        self._images = args[0]
+
+    def train(self, mode: bool = True) -> OfflineKD:
+        """Switch mode, but the teachers stay in eval (frozen BatchNorm statistics, no dropout)."""
+        super().train(mode)
+        self.teachers.eval()
+        return self
+
+    def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        o, zero = self.options, ctx.zero()
+        z_t = self.teacher_logits()
+        kd_c = o.kd_weight * kd_kl_loss(z_t["of_cnn"], ctx.out_cnn.logits, ctx.valid, o.temperature) \
+            if "of_cnn" in z_t else zero
+        kd_v = o.kd_weight * kd_kl_loss(z_t["of_vit"], ctx.out_vit.logits, ctx.valid, o.temperature) \
+            if "of_vit" in z_t else zero
+        return kd_c, kd_v, {"kd_cnn": kd_c, "kd_vit": kd_v}
+
+    @torch.no_grad()
+    def teacher_logits(self) -> dict[str, torch.Tensor]:
+        """Each teacher's (N, K, H, W) logits on this step's images, computed once per step."""
+        if self._images is None:
+            raise RuntimeError("offline_kd: terms() called before the CNN student's forward on this step")
+        images, self._images = self._images, None  # released so the batch is not held past the step
+        return {role: teacher(images).logits for role, teacher in self.teachers.items()}
+
+
+def student_classes(student: Student) -> int:
+    """K, the output channels of a student's segmentation head."""
+    return student.model.segmentation_head[0].out_channels
+
+
+def load_teacher(path: str, side: str, num_classes: int) -> Student:
+    """The frozen ``side`` student of a Vanilla checkpoint, in eval mode, checked to predict K classes."""
+    # Imported here: the engine imports the pair, which imports the method registry (cycle).
+    from cotrain.engine.checkpoint import load_pair_from_checkpoint
+
+    pair, _ = load_pair_from_checkpoint(path)
+    if pair.num_classes != num_classes:
+        raise ValueError(f"offline_kd teacher {path} predicts {pair.num_classes} classes; "
+                         f"the students predict {num_classes}")
+    teacher = getattr(pair, side).eval()
+    teacher.requires_grad_(False)
+    return teacher

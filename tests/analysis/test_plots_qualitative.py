@@ -1,0 +1,123 @@
+"""Figures: ablation bars, and the Fig. 4 pieces that need no trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from ray_layout import config, write_trial
+
+from analysis.make_tables import main
+from analysis.paper import paper_table
+from analysis.plots import plot_ablation
+from analysis.qualitative import (
+    colourise,
+    draw,
+    figure_rows,
+    newest_checkpoint,
+    pick_trials,
+)
+from analysis.results import load_results
+from analysis.tables import render_table
+
+
+def test_ablation_bars_written(tmp_path: Path) -> None:
+    experiment = tmp_path / "results" / "components"
+    write_trial(experiment, 0, config("4", "vanilla", 0), (50.0, 60.0))
+    write_trial(experiment, 1, config("4", "ours", 0, hfd=True, bsd_region=False, bsd_pixel=False), (51.0, 60.5))
+    # A trial folder without params.json or a config is skipped with a warning.
+    (experiment / "trial_fn_a1b2c_00009_9").mkdir()
+    (experiment / "trial_fn_a1b2c_00009_9" / "result.json").write_text("{}\n")
+    with pytest.warns(UserWarning, match="skipped"):
+        trials = load_results(tmp_path / "results").trials
+    table = render_table("table4", "4", "Table 4", trials, paper_table("4"))
+    paper_stats = render_table("p", "4", "p", None, paper_table("4")).paper_stats
+    paths = plot_ablation(table, paper_stats, ("mobilenet_v2", "mit_b1"), tmp_path / "out" / "table4_ablation")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    assert table.frame.iloc[1].tolist() == ["✓", "✓", "✗", "51.00 (+1.00)", "60.50 (+0.50)", "+1.50"]
+
+
+def test_newest_checkpoint_by_name(tmp_path: Path) -> None:
+    for index in (0, 2, 10):
+        folder = tmp_path / "_train" / "train-a1b2c_00000" / f"checkpoint_{index:06d}"
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.pt").write_bytes(b"")
+    assert newest_checkpoint(tmp_path, "a1b2c_00000").parent.name == "checkpoint_000010"
+    with pytest.raises(FileNotFoundError, match="train-zzz"):
+        newest_checkpoint(tmp_path, "zzz")
+
+
+def test_pick_trials_matches_pair_and_seed(alpha_results: Path, methods_results: Path) -> None:
+    with pytest.warns(UserWarning), pytest.raises(LookupError):
+        pick_trials(load_results(alpha_results).trials.assign(method="vanilla"))
+    vanilla, ours = pick_trials(load_results(methods_results).trials)
+    assert (vanilla["method"], ours["method"]) == ("vanilla", "ours")
+    assert (vanilla["dataset"], vanilla["seed"]) == (ours["dataset"], ours["seed"])
+
+
+def test_colourise_uses_palette_and_whitens_ignore() -> None:
+    palette = np.array([[0, 0, 0], [200, 0, 0]], dtype=np.uint8)
+    out = colourise(np.array([[0, 1], [255, 1]]), palette)
+    assert out[0, 1].tolist() == [200, 0, 0] and out[1, 0].tolist() == [255, 255, 255]
+
+
+class FakePair:
+    """Predicts class 1 on the left half; checks the input is padded to a multiple of 32."""
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert images.shape[-1] % 32 == 0 and images.shape[-2] % 32 == 0
+        logits = torch.zeros(images.shape[0], 2, *images.shape[-2:])
+        logits[:, 1, :, : images.shape[-1] // 2] = 1
+        return logits, logits.flip(1)
+
+
+class FakeDataset:
+    palette = ((0, 0, 0), (0, 128, 0))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.full((3, 36, 40), 100, dtype=torch.uint8), torch.ones(36, 40, dtype=torch.int64)
+
+
+def test_figure_rows_and_draw(tmp_path: Path) -> None:
+    rows = figure_rows(FakePair(), FakePair(), FakeDataset(), 2, lambda image, mask: (image.float() / 255, mask))
+    assert len(rows) == 2 and all(len(r) == 6 for r in rows)
+    assert rows[0][2].shape == (36, 40, 3)
+    assert rows[0][2][0, 0].tolist() == [0, 128, 0] and rows[0][4][0, 0].tolist() == [0, 0, 0]
+    paths = draw(rows, "fake", tmp_path / "qualitative_fake")
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_qualitative_without_checkpoints_is_reported(methods_results: Path, capsys) -> None:
+    status = main(["--results", str(methods_results), "--no-plots", "--qualitative", "2"])
+    assert status == 1
+    assert "qualitative figure not made: no checkpoint_*/checkpoint.pt under" in capsys.readouterr().err
+
+
+def test_qualitative_end_to_end_with_real_checkpoints(methods_results: Path, tmp_path: Path) -> None:
+    checkpoint = pytest.importorskip("cotrain.engine.checkpoint", reason="needs the lead's checkpoint loader")
+    from cotrain.config import TrainConfig
+    from cotrain.data import get_spec
+    from cotrain.models.pair import build_pair
+
+    num_classes = get_spec("builtin").num_classes
+    trials = load_results(methods_results).trials
+    for trial in trials[trials["dataset"] == "builtin"].itertuples():
+        cfg = TrainConfig(dataset="builtin", cnn="resnet18", vit="mit_b0", method=trial.method)
+        pair = build_pair("resnet18", "mit_b0", num_classes, None, "vanilla")
+        folder = Path(trial.trial_dir).parent / "_train" / f"train-{trial.trial_id}" / "checkpoint_000001"
+        checkpoint.atomic_torch_save({"pair": pair.state_dict(), "config": cfg.to_dict(),
+                                      "num_classes": num_classes}, folder / "checkpoint.pt")
+    builtin_only = trials[trials["dataset"] == "builtin"]
+    from analysis.qualitative import make_qualitative
+    from analysis.results import Results
+
+    paths = make_qualitative(Results(builtin_only, pd.DataFrame(), pd.DataFrame()), 2, tmp_path / "out",
+                             tmp_path / "builtin_data")
+    assert [p.name for p in paths] == ["qualitative_methods.png", "qualitative_methods.pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)

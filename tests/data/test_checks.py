@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from cotrain.data.__main__ import main
+
+BASE = "VOC2012"
+
+
+def break_data(root, kind, make):
+    """Introduce one kind of problem into the VOC fixture; returns the file to be named."""
+    base = root / BASE
+    if kind == "missing mask":
+        path = base / "SegmentationClass" / "2007_000002.png"
+        path.unlink()
+    elif kind == "missing image":
+        path = base / "JPEGImages" / "2007_000002.jpg"
+        path.unlink()
+    elif kind == "unreadable image":
+        path = base / "JPEGImages" / "2007_000002.jpg"
+        path.write_bytes(b"not a jpeg")
+    elif kind == "unreadable mask":
+        path = base / "SegmentationClass" / "2007_000002.png"
+        path.write_bytes(b"\x89PNG truncated")
+    elif kind == "size mismatch":
+        path = base / "JPEGImages" / "2007_000002.jpg"
+        make.image(path, np.random.default_rng(0), size=(make.H + 2, make.W))
+    elif kind == "bad label values":
+        path = base / "SegmentationClass" / "2007_000002.png"
+        make.palette_png(path, np.full((make.H, make.W), 21))
+    return path
+
+
+def test_clean_data_exits_zero(voc_root, capsys):
+    root, _ = voc_root
+    assert main(["check", "--dataset", "voc", "--root", str(root)]) == 0
+    assert "OK: 3 voc train pairs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["missing mask", "missing image", "unreadable image", "unreadable mask", "size mismatch", "bad label values"],
+)
+def test_each_problem_is_reported(voc_root, make, capsys, kind):
+    root, _ = voc_root
+    path = break_data(root, kind, make)
+    assert main(["check", "--dataset", "voc", "--root", str(root), "--split", "train"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [line for line in lines if line.startswith(kind)] and len(lines) == 1
+    assert f"1 file(s): {path} (" in lines[0]
+
+
+def test_every_problem_counted_in_one_run(voc_root, make, capsys):
+    root, _ = voc_root
+    for image_id in ("2007_000001", "2008_000003"):
+        make.palette_png(root / BASE / "SegmentationClass" / f"{image_id}.png", np.full((make.H, make.W), 30))
+    break_data(root, "missing mask", make)
+    assert main(["check", "--dataset", "voc", "--root", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "bad label values: 2 file(s)" in out and "missing mask: 1 file(s)" in out
+
+
+def test_missing_root_and_split_file(voc_root, tmp_path, capsys):
+    root, _ = voc_root
+    assert main(["check", "--dataset", "voc", "--root", str(tmp_path / "nowhere")]) == 2
+    (root / BASE / "ImageSets" / "Segmentation" / "train.txt").unlink()
+    assert main(["check", "--dataset", "voc", "--root", str(root)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert "nowhere" in out[0] and "train.txt" in out[1]
+
+
+def test_subprocess_exit_code(voc_root):
+    import subprocess
+    import sys
+
+    root, _ = voc_root
+    (root / BASE / "SegmentationClass" / "2007_000001.png").unlink()
+    run = subprocess.run([sys.executable, "-m", "cotrain.data", "check", "--dataset", "voc", "--root", str(root)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 2 and "missing mask: 1 file(s)" in run.stdout

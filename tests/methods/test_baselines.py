@@ -1,0 +1,260 @@
+"""Baselines (Offline KD, DML, KDCL, IFVD): hand-worked losses, gradient isolation, frozen teachers."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from cotrain.config import TrainConfig
+from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble
+from cotrain.methods import METHODS, LossOptions, PairContext, get_method
+from cotrain.models import StudentOutput
+from cotrain.models.pair import build_pair
+
+K = 3
+SIZE = 64
+LN3 = math.log(3.0)
+
+
+def _out(logits: torch.Tensor, last: torch.Tensor | None = None) -> StudentOutput:
+    last = torch.zeros(1, 1, 1, 1) if last is None else last
+    return StudentOutput(logits, None, None, last)
+
+
+def _ctx(z_c: torch.Tensor, z_v: torch.Tensor, target: torch.Tensor,
+         last_c: torch.Tensor | None = None, last_v: torch.Tensor | None = None) -> PairContext:
+    """A PairContext from hand-written tensors (students unused by these methods' logit/feature math)."""
+    zeros = torch.zeros(target.shape)
+    return PairContext(None, None, _out(z_c, last_c), _out(z_v, last_v), target, target != 255, zeros, zeros)
+
+
+def _terms(name: str, ctx: PairContext, **options) -> dict[str, torch.Tensor]:
+    kd_c, kd_v, named = get_method(name)(None, None, LossOptions(**options)).terms(ctx)
+    assert torch.equal(kd_c, named["kd_cnn"]) and torch.equal(kd_v, named["kd_vit"])
+    return named
+
+
+def _pixels(*columns: list[float]) -> torch.Tensor:
+    """Logits (1, K, 1, P) from P per-pixel logit vectors."""
+    return torch.tensor(columns, dtype=torch.float32).T.reshape(1, len(columns[0]), 1, len(columns))
+
+
+# ---------------------------------------------------------------- losses by hand
+
+def test_kd_kl_loss_by_hand_with_temperature_and_ignored_pixel():
+    teacher = _pixels([0.0, 0.0], [9.0, -9.0])
+    student = _pixels([0.0, 2 * LN3], [-9.0, 9.0])   # at T = 2: [0, ln 3] -> p_s = (1/4, 3/4)
+    valid = torch.tensor([[[True, False]]])          # the disagreeing second pixel is ignored
+    kl = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert kd_kl_loss(teacher, student, valid, temperature=2.0).item() == pytest.approx(4 * kl, rel=1e-5)
+
+
+def test_dml_by_hand():
+    z_c = _pixels([0.0, 0.0], [0.0, LN3], [5.0, -5.0])   # p_c = (1/2, 1/2), (1/4, 3/4)
+    z_v = _pixels([0.0, LN3], [0.0, 0.0], [-5.0, 5.0])   # p_v = (1/4, 3/4), (1/2, 1/2)
+    target = torch.tensor([[[0, 1, 255]]])
+    kl_v_c = [0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5),
+              0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)]
+    kl_c_v = [0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75),
+              0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)]
+    named = _terms("dml", _ctx(z_c, z_v, target), kd_weight=0.5)
+    assert named["kd_cnn"].item() == pytest.approx(0.5 * sum(kl_v_c) / 2, rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(0.5 * sum(kl_c_v) / 2, rel=1e-5)
+
+
+def test_kdcl_mean_by_hand():
+    z_c, z_v = _pixels([0.0, 2.0]), _pixels([0.0, 0.0])  # ensemble logits (0, 1)
+    e = math.e
+    p_ens = (1 / (1 + e), e / (1 + e))
+    p_c = (1 / (1 + e ** 2), e ** 2 / (1 + e ** 2))
+    kl_c = p_ens[0] * math.log(p_ens[0] / p_c[0]) + p_ens[1] * math.log(p_ens[1] / p_c[1])
+    kl_v = p_ens[0] * math.log(p_ens[0] / 0.5) + p_ens[1] * math.log(p_ens[1] / 0.5)
+    named = _terms("kdcl", _ctx(z_c, z_v, torch.tensor([[[1]]])), kdcl_mode="mean", kd_weight=2.0)
+    assert named["kd_cnn"].item() == pytest.approx(2.0 * kl_c, rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(2.0 * kl_v, rel=1e-5)
+
+
+def test_minlogit_ensemble_by_hand():
+    z_c = _pixels([1.0, 3.0, 0.0], [1.0, 3.0, 0.0])
+    z_v = _pixels([2.0, 1.0, 4.0], [2.0, 1.0, 4.0])
+    target = torch.tensor([[[0, 255]]])
+    ens = minlogit_ensemble([z_c, z_v], target, target != 255)
+    # valid pixel, gt 0: min((1,3,0) - 1, (2,1,4) - 2) = min((0,2,-1), (0,-1,2)); ignored pixel: mean.
+    expected = _pixels([0.0, -1.0, -1.0], [(1 + 2) / 2, (3 + 1) / 2, (0 + 4) / 2])
+    assert torch.allclose(ens, expected)
+
+
+def test_kdcl_minlogit_by_hand():
+    z_c, z_v = _pixels([1.0, 3.0, 0.0]), _pixels([2.0, 1.0, 4.0])
+    ens = [0.0, -1.0, -1.0]
+
+    def log_z(z: list[float]) -> float:
+        return math.log(sum(math.exp(v) for v in z))
+
+    p = [math.exp(v - log_z(ens)) for v in ens]
+
+    def kl(z: list[float]) -> float:
+        return sum(pk * ((e - log_z(ens)) - (v - log_z(z))) for pk, e, v in zip(p, ens, z))
+
+    named = _terms("kdcl", _ctx(z_c, z_v, torch.tensor([[[0]]])), kdcl_mode="minlogit")
+    assert named["kd_cnn"].item() == pytest.approx(kl([1.0, 3.0, 0.0]), rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(kl([2.0, 1.0, 4.0]), rel=1e-5)
+
+
+def test_kdcl_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="kdcl_mode"):
+        get_method("kdcl")(None, None, LossOptions(kdcl_mode="max"))
+
+
+def _grid(*rows: list[list[float]]) -> torch.Tensor:
+    """Features (1, C, h, w) from rows of per-position C-vectors."""
+    return torch.tensor(rows, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+
+
+def test_ifv_map_by_hand():
+    feats = _grid([[1.0, 0.0], [0.0, 1.0]], [[3.0, 4.0], [5.0, 5.0]])
+    labels = torch.tensor([[[0, 0], [1, 0]]])
+    valid = torch.tensor([[[True, True], [True, False]]])
+    # class 0 prototype = mean((1,0), (0,1)) = (.5,.5): cos = .5 / (1·√.5); class 1 = (3,4) itself: cos = 1.
+    c0 = 0.5 / (1.0 * math.sqrt(0.5))
+    expected = torch.tensor([[[c0, c0], [1.0, 0.0]]])
+    assert torch.allclose(ifv_map(feats, labels, valid, num_classes=2), expected, atol=1e-6)
+
+
+def test_ifvd_by_hand_at_the_vit_grid():
+    # 4×4 labels in 2×2 blocks: classes 0, 0 / 1, ignored; nearest-resized to the ViT's 2×2 grid.
+    target = torch.tensor([[0, 0], [1, 255]]).repeat_interleave(2, 0).repeat_interleave(2, 1).unsqueeze(0)
+    # CNN features constant per 2×2 block, so average-pooling to 2×2 gives exactly these vectors.
+    cnn_blocks = _grid([[1.0, 0.0], [1.0, 0.0]], [[0.0, 2.0], [7.0, 7.0]])
+    last_c = cnn_blocks.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    last_v = _grid([[1.0, 0.0], [0.0, 1.0]], [[3.0, 4.0], [5.0, 5.0]])
+    logits = torch.zeros(1, 2, 4, 4)
+    # IFV^C = (1, 1, 1); IFV^V = (1/√2, 1/√2, 1) on the three valid positions.
+    mse = 2 * (1.0 - 1 / math.sqrt(2)) ** 2 / 3
+    named = _terms("ifvd", _ctx(logits, logits, target, last_c, last_v), kd_weight=3.0)
+    assert named["kd_cnn"].item() == pytest.approx(3.0 * mse, rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(3.0 * mse, rel=1e-5)
+
+
+# ---------------------------------------------------------------- real tiny pairs
+
+def _save_vanilla(path: Path, num_classes: int = K, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    pair = build_pair("mobilenet_v2", "mit_b0", num_classes, None, "vanilla")
+    config = TrainConfig(cnn="mobilenet_v2", vit="mit_b0", method="vanilla", num_classes=num_classes)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save({"pair": pair.state_dict(), "config": config.to_dict(), "num_classes": num_classes, "epoch": 1},
+               path / "checkpoint.pt")
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory) -> str:
+    return str(_save_vanilla(tmp_path_factory.mktemp("vanilla_teacher")))
+
+
+def _pair(method: str, teacher_ckpt: str, **options):
+    if method == "offline_kd":
+        options = {"teacher_cnn": teacher_ckpt, "teacher_vit": teacher_ckpt, **options}
+    torch.manual_seed(1)
+    return build_pair("mobilenet_v2", "mit_b0", K, None, method, **options)
+
+
+def _batch(all_ignored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=g)
+    target = torch.randint(0, K, (2, SIZE, SIZE), generator=g)
+    target[:, :8] = 255
+    return images, torch.full_like(target, 255) if all_ignored else target
+
+
+def _grads_zero(params) -> bool:
+    return all(p.grad is None or not p.grad.any() for p in params)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_gradient_isolation(method, teacher_ckpt):
+    pair = _pair(method, teacher_ckpt).train()
+    losses = pair.losses(*_batch())
+    losses["cnn"].backward(retain_graph=True)
+    assert _grads_zero(pair.parameters_of("vit")), "L^C moved ViT-side parameters"
+    assert not _grads_zero(pair.parameters_of("cnn"))
+    pair.zero_grad(set_to_none=True)
+    losses["vit"].backward()
+    assert _grads_zero(pair.parameters_of("cnn")), "L^V moved CNN-side parameters"
+    assert not _grads_zero(pair.parameters_of("vit"))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_terms_finite_on_all_ignored_target(method, teacher_ckpt):
+    pair = _pair(method, teacher_ckpt).train()
+    losses = pair.losses(*_batch(all_ignored=True))
+    names = {"cnn", "vit", *METHODS[method].term_names}
+    assert names <= set(losses)
+    assert all(torch.isfinite(losses[n]).all() for n in names), {n: losses[n] for n in names}
+    (losses["cnn"] + losses["vit"]).backward()
+    assert all(torch.isfinite(p.grad).all() for p in pair.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("method", ["dml", "kdcl", "ifvd", "offline_kd"])
+def test_kd_terms_are_positive_on_a_real_batch(method, teacher_ckpt):
+    losses = _pair(method, teacher_ckpt).losses(*_batch())
+    assert losses["kd_cnn"] > 0 and losses["kd_vit"] > 0
+
+
+def test_offline_kd_teachers_are_frozen(teacher_ckpt):
+    pair = _pair("offline_kd", teacher_ckpt)
+    teachers = pair.method.teachers
+    before = {k: v.clone() for k, v in teachers.state_dict().items()}  # buffers too: BN stats must not move
+    trainable = {id(p) for side in ("cnn", "vit") for p in pair.parameters_of(side)}
+    assert all(not p.requires_grad and id(p) not in trainable for p in teachers.parameters())
+    optims = [torch.optim.SGD(pair.parameters_of(side), lr=0.1) for side in ("cnn", "vit")]
+    pair.train()
+    assert pair.cnn.training and not any(m.training for m in teachers.modules())
+    for _ in range(2):
+        losses = pair.losses(*_batch())
+        (losses["cnn"] + losses["vit"]).backward()
+        for opt in optims:
+            opt.step()
+            opt.zero_grad()
+    assert all(p.grad is None for p in teachers.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teachers.state_dict().items())
+
+
+def test_offline_kd_distils_the_other_architectures_teacher(teacher_ckpt):
+    pair = _pair("offline_kd", teacher_ckpt, temperature=2.0).eval()
+    images, target = _batch()
+    losses = pair.losses(images, target)
+    t_vit, t_cnn = pair.method.teachers["of_cnn"], pair.method.teachers["of_vit"]
+    assert t_vit.kind == "vit" and t_cnn.kind == "cnn"
+    valid = (target != 255).unsqueeze(1)
+
+    def expected(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> float:
+        p_t = torch.softmax(teacher_logits / 2, 1)
+        kl = (p_t * (torch.log_softmax(teacher_logits / 2, 1) - torch.log_softmax(student_logits / 2, 1))).sum(1)
+        return 4 * (kl * valid.squeeze(1)).sum().item() / valid.sum().item()
+
+    with torch.no_grad():
+        z_c, z_v = pair.predict(images)
+        assert losses["kd_cnn"].item() == pytest.approx(expected(t_vit(images).logits, z_c), rel=1e-4)
+        assert losses["kd_vit"].item() == pytest.approx(expected(t_cnn(images).logits, z_v), rel=1e-4)
+
+
+def test_offline_kd_one_teacher_leaves_the_other_side_without_kd(teacher_ckpt):
+    pair = build_pair("mobilenet_v2", "mit_b0", K, None, "offline_kd", teacher_cnn=teacher_ckpt)
+    losses = pair.losses(*_batch())
+    assert losses["kd_cnn"].item() == 0.0 and losses["kd_vit"].item() > 0
+    assert list(pair.method.teachers) == ["of_vit"]
+
+
+def test_offline_kd_needs_a_teacher():
+    with pytest.raises(ValueError, match="offline_kd needs teacher_cnn and/or teacher_vit checkpoint paths"):
+        build_pair("mobilenet_v2", "mit_b0", K, None, "offline_kd")
+
+
+def test_offline_kd_rejects_a_teacher_with_other_classes(tmp_path):
+    ckpt = _save_vanilla(tmp_path / "five", num_classes=5)
+    with pytest.raises(ValueError, match="predicts 5 classes"):
+        build_pair("mobilenet_v2", "mit_b0", K, None, "offline_kd", teacher_vit=str(ckpt))
