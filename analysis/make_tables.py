@@ -124,7 +124,8 @@ def describe(group: TableGroup, results_root: Path) -> str:
     """``table7 <- results/alpha (12 trials: 10 finished, 1 failed, 1 unfinished)``."""
     counts = group.trials["status"].value_counts()
     parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in (FINISHED, FAILED, UNFINISHED))
-    return f"{group.name} <- {results_root / group.experiment} ({len(group.trials)} trials: {parts})"
+    folders = ", ".join(sorted({str(Path(d).parent) for d in group.trials["trial_dir"]}))
+    return f"{group.name} <- {folders} ({len(group.trials)} trials: {parts})"
 
 
 def measured_tables(results: Results, root: Path, papers: dict[str, PaperTable],

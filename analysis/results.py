@@ -78,13 +78,19 @@ def read_params(trial_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any
     path = trial_dir / "params.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return flatten_cell(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError:
             warnings.warn(f"{path}: not valid JSON; trying the config inside result.json", stacklevel=2)
     for record in reversed(records):
         if isinstance(record.get("config"), dict):
-            return record["config"]
+            return flatten_cell(record["config"])
     return None
+
+
+def flatten_cell(config: dict[str, Any]) -> dict[str, Any]:
+    """Sweeps grid over whole table cells: Ray stores them as a ``cell`` dict of overrides."""
+    cell = config.get("cell")
+    return {**config, **cell} if isinstance(cell, dict) else config
 
 
 def trial_status(trial_dir: Path, config: dict[str, Any], records: list[dict[str, Any]]) -> str:
@@ -136,7 +142,8 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
     last = records[-1] if records else {}
     row = {key: config.get(key) for key in CONFIG_KEYS}
     row.update(
-        experiment=experiment, trial_dir=str(trial_dir), trial_id=_trial_id(trial_dir, records),
+        # A sweep may span several experiment folders (methods: Vanilla first, then the KD methods).
+        experiment=str(config.get("sweep") or experiment), trial_dir=str(trial_dir), trial_id=_trial_id(trial_dir, records),
         status=trial_status(trial_dir, config, records), last_epoch=last.get("epoch"),
         miou_cnn=_number(last.get("miou_cnn")), miou_vit=_number(last.get("miou_vit")),
         table=str(config.get("table", "")), table_id=table_id(config),

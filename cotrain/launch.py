@@ -105,7 +105,8 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
 def flatten_cell(config: dict[str, Any]) -> dict[str, Any]:
     """Sweeps grid over whole table cells (``cell``: a dict of overrides); merge one into the config."""
     config = dict(config)
-    return {**config, **config.pop("cell", {})}
+    cell = config.pop("cell", {})
+    return {**config, **cell}
 
 
 def _join(storage: str, *parts: str) -> str:

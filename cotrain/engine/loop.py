@@ -71,9 +71,7 @@ def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
     val_set, protocol = build_eval_data(cfg, spec)
     num_classes = cfg.num_classes or spec.num_classes
     pair = build_pair(cfg.cnn, cfg.vit, num_classes, _weights(cfg.weights), cfg.method, **cfg.loss_options())
-    pair = pair.to(device)
-    if device.type == "cuda" and cfg.channels_last:
-        pair.cnn.to(memory_format=torch.channels_last)
+    pair = prepare_pair(pair, cfg, device)
     train_loader = _train_loader(train_set, cfg, device)
     if distributed:  # each worker takes its shard through a DistributedSampler
         import ray.train.torch
@@ -86,6 +84,31 @@ def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
     if resume_from:
         restore(run, Path(resume_from))
     return run
+
+
+def prepare_pair(pair: StudentPair, cfg: TrainConfig, device: torch.device) -> StudentPair:
+    """Move the pair to ``device`` and apply the speed switches of ``cfg`` (what training runs).
+
+    On CUDA: cuDNN autotuning, and channels_last for the CNN (``cfg.channels_last``).
+    Anywhere: ``cfg.compile`` compiles both students' encoder, decoder and head in place
+    (``nn.Module.compile`` keeps the state-dict keys, so checkpoints stay loadable; the
+    students call these three parts directly, so compiling ``model.forward`` would never run).
+    """
+    pair = pair.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: autotuned kernels pay off after a step
+        if cfg.channels_last:
+            pair.cnn.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        for student in (pair.cnn, pair.vit):
+            compile_student(student)
+    return pair
+
+
+def compile_student(student: nn.Module) -> None:
+    """``torch.compile`` one student's ``model`` parts in place (the pair itself stays eager)."""
+    for part in (student.model.encoder, student.model.decoder, student.model.segmentation_head):
+        part.compile()
 
 
 def _weights(value: Optional[str]) -> Optional[str]:
@@ -169,9 +192,10 @@ def training_step(run: Run, images: torch.Tensor, target: torch.Tensor) -> dict[
     for optimizer in run.optimizers.values():
         optimizer.zero_grad(set_to_none=True)
     # One backward is exact: L^C reaches only θ^C and its Γs, L^V only θ^V and its Γs.
-    (losses["cnn"] + losses["vit"]).backward()
-    for side in SIDES:
-        run.optimizers[side].step()
+    # (Iterating the optimisers' sides lets a single student, as in ``cotrain.bench``, use this step.)
+    sum(losses[side] for side in run.optimizers).backward()
+    for side, optimizer in run.optimizers.items():
+        optimizer.step()
         run.schedulers[side].step()
     return losses
 
@@ -206,6 +230,7 @@ def evaluate(run: Run) -> dict:
     for side, matrix in matrices.items():
         out[f"miou_{side}"] = 100.0 * matrix.miou()
         out[f"iou_{side}"] = [None if math.isnan(v) else 100.0 * v for v in matrix.iou().tolist()]
+    out["miou_sum"] = out["miou_cnn"] + out["miou_vit"]  # what searches and ASHA rank trials by
     return out
 
 

@@ -45,6 +45,7 @@ class PairContext:
 
     Attributes:
         cnn, vit: the students (a method may call their stages, e.g. HFD).
+        images: (N, 3, H, W) the step's input (offline teachers run on it).
         out_cnn, out_vit: their forward outputs.
         target: (N, H, W) labels; ``valid`` marks non-ignored pixels.
         ce_cnn, ce_vit: (N, H, W) per-pixel CE maps (0 at ignored pixels), computed once
@@ -53,6 +54,7 @@ class PairContext:
 
     cnn: Student
     vit: Student
+    images: torch.Tensor
     out_cnn: StudentOutput
     out_vit: StudentOutput
     target: torch.Tensor

@@ -33,12 +33,6 @@ class OfflineKD(Method):
             self.teachers["of_cnn"] = load_teacher(options.teacher_vit, "vit", num_classes)
         if options.teacher_cnn is not None:
             self.teachers["of_vit"] = load_teacher(options.teacher_cnn, "cnn", num_classes)
-        # The images reach terms() through the CNN student's forward: PairContext carries outputs only.
-        self._images: torch.Tensor | None = None
-        cnn.register_forward_pre_hook(self._remember_images)
-
-    def _remember_images(self, module: nn.Module, args: tuple) -> None:
-        self._images = args[0]
 
     def train(self, mode: bool = True) -> OfflineKD:
         """Switch mode, but the teachers stay in eval (frozen BatchNorm statistics, no dropout)."""
@@ -48,7 +42,7 @@ class OfflineKD(Method):
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         o, zero = self.options, ctx.zero()
-        z_t = self.teacher_logits()
+        z_t = self.teacher_logits(ctx.images)
         kd_c = o.kd_weight * kd_kl_loss(z_t["of_cnn"], ctx.out_cnn.logits, ctx.valid, o.temperature) \
             if "of_cnn" in z_t else zero
         kd_v = o.kd_weight * kd_kl_loss(z_t["of_vit"], ctx.out_vit.logits, ctx.valid, o.temperature) \
@@ -56,11 +50,8 @@ class OfflineKD(Method):
         return kd_c, kd_v, {"kd_cnn": kd_c, "kd_vit": kd_v}
 
     @torch.no_grad()
-    def teacher_logits(self) -> dict[str, torch.Tensor]:
+    def teacher_logits(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each teacher's (N, K, H, W) logits on this step's images, computed once per step."""
-        if self._images is None:
-            raise RuntimeError("offline_kd: terms() called before the CNN student's forward on this step")
-        images, self._images = self._images, None  # released so the batch is not held past the step
         return {role: teacher(images).logits for role, teacher in self.teachers.items()}
 
 

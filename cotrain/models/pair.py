@@ -52,7 +52,7 @@ class StudentPair(nn.Module):
     def _context(self, images: torch.Tensor, target: torch.Tensor) -> PairContext:
         out_c, out_v = self.cnn(images), self.vit(images)
         valid = target != self.ignore_index
-        return PairContext(self.cnn, self.vit, out_c, out_v, target, valid,
+        return PairContext(self.cnn, self.vit, images, out_c, out_v, target, valid,
                            pixel_ce_map(out_c.logits, target, self.ignore_index),
                            pixel_ce_map(out_v.logits, target, self.ignore_index))
 

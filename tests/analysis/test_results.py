@@ -66,4 +66,11 @@ def test_missing_root_raises(tmp_path: Path) -> None:
 def test_experiment_folder_itself_as_root(alpha_results: Path) -> None:
     with pytest.warns(UserWarning):
         trials = load_results(alpha_results / "alpha_sensitivity").trials
-    assert set(trials["experiment"]) == {"alpha_sensitivity"}
+    assert set(trials["experiment"]) == {"test_sweep"}  # grouped by the sweep key, not the folder name
+    assert {Path(d).parent.name for d in trials["trial_dir"]} == {"alpha_sensitivity"}
+
+
+def test_cell_overrides_are_flattened(tmp_path: Path) -> None:
+    from analysis.results import flatten_cell
+    config = {"method": "ours", "alpha": 1.0, "cell": {"method": "vanilla", "cnn": "resnet18"}}
+    assert flatten_cell(config) == {**config, "method": "vanilla", "cnn": "resnet18"}

@@ -27,7 +27,7 @@ def _ctx(z_c: torch.Tensor, z_v: torch.Tensor, target: torch.Tensor,
          last_c: torch.Tensor | None = None, last_v: torch.Tensor | None = None) -> PairContext:
     """A PairContext from hand-written tensors (students unused by these methods' logit/feature math)."""
     zeros = torch.zeros(target.shape)
-    return PairContext(None, None, _out(z_c, last_c), _out(z_v, last_v), target, target != 255, zeros, zeros)
+    return PairContext(None, None, None, _out(z_c, last_c), _out(z_v, last_v), target, target != 255, zeros, zeros)
 
 
 def _terms(name: str, ctx: PairContext, **options) -> dict[str, torch.Tensor]:

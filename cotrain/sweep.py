@@ -1,0 +1,362 @@
+"""The sweep runner shared by every script in ``sweeps/``: one set of flags, one grid per table.
+
+A table script only declares its cells (``SweepSpec``); this module validates every
+cell's config before Ray starts, builds the Tune grid (cells × pairs × seeds), runs it
+through ``cotrain.launch`` and prints where the results are.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from cotrain.cli import check_storage, default_name, fail, guarded
+from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
+
+VANILLA: dict[str, Any] = {"method": "vanilla"}
+PAPER_PAIR = "mobilenet_v2+mit_b1"
+# The paper's students are too slow for a CPU run; smoke/cpu presets swap in the smallest ones.
+_SMALLEST = {"mobilenet_v2+mit_b1": "mobilenet_v2+mit_b0", "resnet50+mit_b2": "resnet18+mit_b0",
+             "mobilenet_v2+mit_b2": "mobilenet_v2+mit_b0", "resnet50+mit_b1": "resnet18+mit_b0"}
+SMALL_PAIRS = {"smoke": _SMALLEST, "cpu": {k: v for k, v in _SMALLEST.items() if k != PAPER_PAIR}}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """One table's sweep.
+
+    Attributes:
+        script: the script's name (``alpha_sensitivity``); the default experiment name starts with it.
+        table: the paper table it regenerates (``"7"``; ``"methods"`` for Tables 1-3).
+        cells: config overrides, one per table cell; include ``VANILLA`` for Δ.
+        fixed: settings every cell shares (METHOD.md's "fixed" column).
+        pairs: default ``cnn+vit`` pairs.
+        metric: what a search optimises (grids only record it).
+    """
+
+    script: str
+    table: str
+    cells: list[dict[str, Any]]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    pairs: tuple[str, ...] = (PAPER_PAIR,)
+    metric: str = "miou_sum"
+    staged: bool = False  # Vanilla first, then the other cells (offline KD needs Vanilla teachers)
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every sweep script shares."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--cluster", action="store_true", help="connect to a running Ray cluster (RAY_ADDRESS or auto)")
+    p.add_argument("--dataset", default="builtin", help="builtin, voc, cityscapes, camvid")
+    p.add_argument("--data-root", default=None, help="dataset root (builtin: generated when absent)")
+    p.add_argument("--pair", default=None, help="cnn+vit pair(s), comma-separated (default: the table's)")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="smoke, cpu or paper")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--seeds", type=int, default=1, help="repeat every cell with seeds 0..N-1")
+    p.add_argument("--storage", default="results", help="results folder or URI (s3://...); shared for multi-node")
+    p.add_argument("--name", default=None, help="experiment name (default: <script>-<time>)")
+    p.add_argument("--resume", action="store_true", help="resume the experiment --name after an interruption")
+    p.add_argument("--gpus-per-trial", type=float, default=None, help="GPU share per worker, e.g. 0.5 packs two")
+    p.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per worker (default: 1, or all local CPUs / 2)")
+    p.add_argument("--workers-per-trial", type=int, default=1, help="data-parallel Train workers per trial (DDP)")
+    p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on the epoch)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config key")
+    p.add_argument("--dry-run", action="store_true", help="print the trials and estimated device-hours, run nothing")
+    p.add_argument("--quiet", action="store_true", help="less console output (Tune's table stays)")
+    return p
+
+
+def pairs_for(args: argparse.Namespace, spec: SweepSpec) -> list[tuple[str, str]]:
+    """The (cnn, vit) pairs to run; ``--pair`` wins, presets may swap in small students."""
+    names = args.pair.split(",") if args.pair else [SMALL_PAIRS.get(args.preset, {}).get(p, p) for p in spec.pairs]
+    pairs = []
+    for name in names:
+        if name.count("+") != 1:
+            raise ConfigError(f"--pair {name!r} is invalid: expected CNN+VIT, e.g. {PAPER_PAIR}")
+        cnn, vit = name.split("+")
+        pairs.append((cnn, vit))
+    return pairs
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs, values parsed as YAML scalars."""
+    import yaml
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is invalid: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def base_config(args: argparse.Namespace, spec: SweepSpec, name: str) -> TrainConfig:
+    overrides = {"dataset": args.dataset, "data_root": args.data_root, "table": spec.table, "sweep": name,
+                 "out": args.storage, "name": name, "workers": args.workers_per_trial,
+                 **({"epochs": args.epochs} if args.epochs else {}), **spec.fixed, **parse_sets(args.set)}
+    return resolve(args.preset, overrides=overrides)
+
+
+def expand_cells(base: TrainConfig, spec: SweepSpec, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Every (pair, cell) as a dict of overrides, each validated as a full config now."""
+    cells = []
+    for cnn, vit in pairs:
+        for cell in spec.cells:
+            merged = {"cnn": cnn, "vit": vit, **cell}
+            base.replace(**merged)  # raises ConfigError naming the bad value
+            cells.append(merged)
+    return cells
+
+
+def param_space(base: TrainConfig, cells: list[dict[str, Any]], seeds: Optional[int]) -> dict[str, Any]:
+    """Tune's space: the shared config, a grid over whole cells and (unless cells fix it) over seeds."""
+    from ray import tune
+    space = base.to_dict()
+    space["cell"] = tune.grid_search(cells)
+    if seeds is not None:
+        space["seed"] = tune.grid_search(list(range(seeds)))
+    return space
+
+
+def resources_for(args: argparse.Namespace, use_gpu: bool):
+    from cotrain.launch import Resources, local_cpu_share
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if use_gpu else 0.0)
+    if args.cpus_per_trial is not None:
+        cpus = args.cpus_per_trial
+    elif args.cluster or gpus > 0:
+        cpus = 1.0
+    else:  # two trials at a time share the local CPUs (the trial actors take 0.01 CPU each)
+        cpus = local_cpu_share(2 * args.workers_per_trial)
+    return Resources(workers=args.workers_per_trial, cpus_per_worker=cpus, gpus_per_worker=gpus)
+
+
+def asha_scheduler(base: TrainConfig):
+    from ray.tune.schedulers import ASHAScheduler
+    # Each trial reports once per epoch; rank on the sum of both students' mIoU.
+    return ASHAScheduler(time_attr="training_iteration", metric="miou_sum", mode="max",
+                         max_t=base.epochs, grace_period=max(1, base.epochs // 4), reduction_factor=2)
+
+
+def run_sweep(spec: SweepSpec, argv: Optional[Sequence[str]] = None,
+              description: str = "", space_fn: Optional[Callable] = None) -> int:
+    """Entry point of a table script."""
+    args = build_parser(description or f"Sweep for Table {spec.table}").parse_args(argv)
+    return guarded(lambda: _run(spec, args))
+
+
+def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs --name NAME of the experiment to resume")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds} is invalid: must be >= 1")
+    name = args.name or default_name(spec.script)
+    base = base_config(args, spec, name)
+    cells = expand_cells(base, spec, pairs_for(args, spec))
+    if args.dry_run:
+        return print_dry_run(base, cells, args.seeds)
+    check_storage(args.storage)
+    _check_new_or_resume(args, name)
+    from cotrain.cli import preflight
+    preflight(base)
+    grid = execute_staged(spec, args, base, cells, name) if spec.staged else execute(spec, args, base, cells, name)
+    return summarise(grid, args.storage, name)
+
+
+def _check_new_or_resume(args: argparse.Namespace, name: str) -> None:
+    from cotrain.launch import absolute_storage, experiment_exists
+    exists = experiment_exists(absolute_storage(args.storage), name)
+    if args.resume and not exists and "://" not in args.storage:
+        raise ConfigError(f"--resume: no experiment {name!r} under {args.storage}")
+    if not args.resume and exists:
+        raise ConfigError(f"experiment {name!r} already exists under {args.storage}; "
+                          "pass --resume to continue it or a new --name")
+
+
+def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
+    from cotrain.launch import absolute_storage, ray_session, run_experiment
+    import torch
+    resources = resources_for(args, torch.cuda.is_available())
+    storage = absolute_storage(args.storage)
+    with ray_session(cluster=args.cluster, quiet=args.quiet):
+        return run_experiment(param_space(base, cells, args.seeds), name=name, storage=storage,
+                              resources=resources, resume=args.resume,
+                              scheduler=asha_scheduler(base) if args.asha else None,
+                              verbose=1 if args.quiet else 2)
+
+
+def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
+    """Stage 1: the Vanilla cells in ``<name>``; stage 2: the rest in ``<name>-kd``, offline KD taught
+    by the stage-1 checkpoint of the same pair and seed."""
+    from cotrain.launch import absolute_storage, experiment_exists, ray_session, run_experiment
+    import torch
+    resources = resources_for(args, torch.cuda.is_available())
+    storage = absolute_storage(args.storage)
+    first_cells = [c for c in cells if c.get("method") == "vanilla"]
+    later_cells = [c for c in cells if c.get("method") != "vanilla"]
+    common = dict(storage=storage, resources=resources, verbose=1 if args.quiet else 2)
+    with ray_session(cluster=args.cluster, quiet=args.quiet):
+        first = run_experiment(param_space(base, first_cells, args.seeds), name=name, resume=args.resume, **common)
+        teachers = teacher_checkpoints(first, storage, name)
+        second_cells = with_teachers(later_cells, teachers, args.seeds)
+        second_name = f"{name}-kd"
+        second = run_experiment(param_space(base, second_cells, None), name=second_name,
+                                resume=args.resume and experiment_exists(storage, second_name), **common)
+    return list(first) + list(second)
+
+
+def teacher_checkpoints(grid, storage: str, name: str) -> dict[tuple[str, str, int], str]:
+    """(cnn, vit, seed) -> newest checkpoint folder of each finished Vanilla trial."""
+    from pathlib import Path
+    from cotrain.launch import TRAIN_SUBDIR, flatten_cell
+    found = {}
+    for result in grid:
+        if result.error or not result.metrics:
+            continue
+        cfg = flatten_cell(result.config)
+        folder = Path(storage, name, TRAIN_SUBDIR, f"train-{result.metrics['trial_id']}")
+        checkpoints = sorted(folder.glob("checkpoint_*/checkpoint.pt"))
+        if checkpoints:
+            found[(cfg["cnn"], cfg["vit"], cfg["seed"])] = str(checkpoints[-1].parent)
+    return found
+
+
+def with_teachers(cells: list[dict], teachers: dict, seeds: int) -> list[dict]:
+    """Fold seeds into the cells; give offline KD cells their Vanilla teachers (skipped if none finished)."""
+    out = []
+    for cell in cells:
+        for seed in range(seeds):
+            if cell.get("method") != "offline_kd":
+                out.append({**cell, "seed": seed})
+                continue
+            path = teachers.get((cell["cnn"], cell["vit"], seed))
+            if path is None:
+                print(f"warning: no finished Vanilla trial for {cell['cnn']}+{cell['vit']} seed {seed}; "
+                      "its offline KD cell is skipped", file=sys.stderr)
+                continue
+            out.append({**cell, "seed": seed, "teacher_cnn": path, "teacher_vit": path})
+    return out
+
+
+def summarise(grid, storage: str, name: str) -> int:
+    """Print one line per trial and where the files are; exit 0 when every trial finished."""
+    failed = 0
+    print(f"\n{name}: {len(grid)} trials")
+    for result in grid:
+        cfg = result.config or {}
+        cell = {**cfg, **cfg.get("cell", {})}
+        label = ", ".join(f"{k}={v}" for k, v in cfg.get("cell", {}).items())
+        if result.error:
+            failed += 1
+            print(f"  FAILED  seed={cell.get('seed')} {label}: {str(result.error).splitlines()[0][:160]}")
+            continue
+        m = result.metrics or {}
+        print(f"  seed={cell.get('seed')} {label}: mIoU CNN {m.get('miou_cnn', float('nan')):.2f} "
+              f"ViT {m.get('miou_vit', float('nan')):.2f}")
+    print(f"results: {storage}/{name}  (tables: python analysis/make_tables.py --results {storage})")
+    return 1 if failed else 0
+
+
+def print_dry_run(base: TrainConfig, cells: list[dict], seeds: int) -> int:
+    from cotrain.bench import estimate_trial_seconds
+    trials = len(cells) * seeds
+    seconds = sum(estimate_trial_seconds(base.replace(**{k: v for k, v in c.items()})) for c in cells) * seeds
+    device = "GPU" if _cuda() else "CPU"
+    print(f"{trials} trials ({len(cells)} cells x {seeds} seeds), preset {base.preset}, {base.epochs} epochs")
+    for cell in cells:
+        print("  " + ", ".join(f"{k}={v}" for k, v in cell.items()))
+    print(f"estimated {seconds / 3600:.2f} {device}-hours (one trial per device)")
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    sys.exit(fail("run a script in sweeps/, e.g. python sweeps/alpha_sensitivity.py"))
+
+
+OBJECTIVES = {"delta": "miou_sum", "miou_cnn": "miou_cnn", "miou_vit": "miou_vit"}
+
+
+def search_space(trial) -> dict[str, Any]:
+    """Optuna define-by-run space over the switches and, conditionally, the weights they use."""
+    hfd = trial.suggest_categorical("hfd", [True, False])
+    bsd_region = trial.suggest_categorical("bsd_region", [True, False])
+    bsd_pixel = trial.suggest_categorical("bsd_pixel", [True, False])
+    if hfd:
+        trial.suggest_float("beta", 0.01, 2.0, log=True)
+    if bsd_region or bsd_pixel:
+        trial.suggest_float("gamma", 0.05, 10.0, log=True)
+    if bsd_pixel:
+        trial.suggest_float("alpha", 0.05, 10.0, log=True)
+    return {}
+
+
+def run_search(argv: Optional[Sequence[str]] = None, description: str = "") -> int:
+    """``sweeps/search.py``: Optuna (TPE) over α, β, γ and the switches, ASHA early stopping."""
+    parser = build_parser(description)
+    parser.add_argument("--trials", type=int, default=8, help="number of Optuna trials")
+    parser.add_argument("--objective", default="delta", help=f"one of {', '.join(OBJECTIVES)}")
+    parser.add_argument("--search-seed", type=int, default=0, help="Optuna sampler seed")
+    args = parser.parse_args(argv)
+    return guarded(lambda: _search(args))
+
+
+def _search(args: argparse.Namespace) -> int:
+    if args.objective not in OBJECTIVES:
+        raise ConfigError(f"--objective {args.objective!r} is invalid: allowed: {', '.join(OBJECTIVES)}")
+    if args.trials < 1:
+        raise ConfigError(f"--trials {args.trials} is invalid: must be >= 1")
+    spec = SweepSpec(script="search", table="search", cells=[{"method": "ours"}])
+    name = args.name or default_name("search")
+    base = base_config(args, spec, name)
+    cnn, vit = pairs_for(args, spec)[0]
+    base = base.replace(cnn=cnn, vit=vit, method="ours")
+    if args.dry_run:
+        return print_dry_run(base, [{"method": "ours"}], args.trials)
+    check_storage(args.storage)
+    _check_new_or_resume(args, name)
+    from cotrain.cli import preflight
+    preflight(base)
+    return summarise(execute_search(args, base, name), args.storage, name)
+
+
+def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
+    """Vanilla reference first (``<name>-vanilla``), then the Optuna search (``<name>``).
+
+    Δ = miou_sum − the Vanilla pair's miou_sum, so maximising miou_sum maximises Δ.
+    """
+    from ray.tune.search.optuna import OptunaSearch
+    import torch
+    from cotrain.launch import absolute_storage, experiment_exists, ray_session, run_experiment
+    storage = absolute_storage(args.storage)
+    resources = resources_for(args, torch.cuda.is_available())
+    metric = OBJECTIVES[args.objective]
+    searched = {"hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma"}
+    constants = {k: v for k, v in base.to_dict().items() if k not in searched}
+    common = dict(storage=storage, resources=resources, verbose=1 if args.quiet else 2)
+    with ray_session(cluster=args.cluster, quiet=args.quiet):
+        vanilla_name = f"{name}-vanilla"
+        vanilla = run_experiment(param_space(base.replace(method="vanilla"), [{}], 1), name=vanilla_name,
+                                 resume=args.resume and experiment_exists(storage, vanilla_name), **common)
+        searcher = OptunaSearch(space=search_space, metric=metric, mode="max", seed=args.search_seed)
+        found = run_experiment(constants, name=name, search_alg=searcher, num_samples=args.trials,
+                               metric=metric, mode="max", resume=args.resume,
+                               scheduler=asha_scheduler(base) if args.asha else None, **common)
+    _print_best(found, vanilla, metric)
+    return list(vanilla) + list(found)
+
+
+def _print_best(found, vanilla, metric: str) -> None:
+    best = found.get_best_result(metric=metric, mode="max")
+    reference = next((r.metrics for r in vanilla if r.metrics), {})
+    keys = ("hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma")
+    chosen = ", ".join(f"{k}={best.config.get(k)}" for k in keys if k in best.config)
+    line = f"best ({metric}): {chosen} -> CNN {best.metrics.get('miou_cnn', float('nan')):.2f}, " \
+           f"ViT {best.metrics.get('miou_vit', float('nan')):.2f}"
+    if reference:
+        line += f", Δ {best.metrics.get('miou_sum', float('nan')) - reference.get('miou_sum', float('nan')):+.2f}"
+    print(line)

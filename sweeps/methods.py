@@ -1,0 +1,19 @@
+"""Tables 1-3: Vanilla, Offline KD, DML, KDCL, IFVD and Ours for MobileNetV2 + MiT-B1 and ResNet-50 + MiT-B2.
+
+Runs in two stages: the Vanilla trials first (experiment NAME), then the other methods
+(experiment NAME-kd), offline KD taught by the Vanilla checkpoint of the same pair and seed.
+The table follows from --dataset: voc -> Table 1, cityscapes -> Table 2, camvid -> Table 3.
+
+    python sweeps/methods.py                                   # built-in data, small students
+    python sweeps/methods.py --dataset cityscapes --data-root ~/data/cityscapes --preset paper --cluster
+"""
+import sys
+
+from cotrain.sweep import VANILLA, SweepSpec, run_sweep
+
+METHODS = ("offline_kd", "dml", "kdcl", "ifvd", "ours")
+SPEC = SweepSpec(script="methods", table="methods", cells=[VANILLA] + [{"method": m} for m in METHODS],
+                 pairs=("mobilenet_v2+mit_b1", "resnet50+mit_b2"), staged=True)
+
+if __name__ == "__main__":
+    sys.exit(run_sweep(SPEC, description=__doc__))

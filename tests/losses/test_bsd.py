@@ -1,0 +1,273 @@
+"""CE, HFD and BSD against values worked out by hand on tiny tensors (METHOD.md, "Losses").
+
+Expected numbers are written as arithmetic on the inputs, never by calling the code under test.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cotrain.losses import (bsd_pixel_loss, bsd_region_loss, ce_loss, hfd_loss, kl_map, masked_mean,
+                            pixel_teacher_mask, region_ce)
+
+IGNORE = 255
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def ce2(logit_target: float, logit_other: float) -> float:
+    """Cross-entropy of a 2-class softmax at the target class."""
+    return math.log(1.0 + math.exp(logit_other - logit_target))
+
+
+def kl2(teacher: tuple[float, float], student: tuple[float, float], t: float = 1.0) -> float:
+    """KL(p_t ‖ p_s) of two 2-class softmaxes at temperature t."""
+    pt = sigmoid((teacher[0] - teacher[1]) / t)
+    ps = sigmoid((student[0] - student[1]) / t)
+    return pt * math.log(pt / ps) + (1 - pt) * math.log((1 - pt) / (1 - ps))
+
+
+def logits_map(pixels: list[list[tuple[float, ...]]]) -> torch.Tensor:
+    """[[(l_0, l_1, ...) per pixel] per row] -> (1, K, H, W)."""
+    return torch.tensor(pixels, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+
+
+def close(value: torch.Tensor, expected: float) -> None:
+    assert torch.isfinite(value)
+    assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+# ---------------------------------------------------------------- CE, masked mean, KL, HFD
+
+def test_ce_is_mean_over_valid_pixels_only():
+    logits = logits_map([[(2.0, 0.0), (0.0, 1.0)], [(9.0, -9.0), (0.0, 3.0)]])
+    target = torch.tensor([[[0, 0], [IGNORE, 1]]])
+    expected = (ce2(2.0, 0.0) + ce2(0.0, 1.0) + ce2(3.0, 0.0)) / 3
+    close(ce_loss(logits, target), expected)
+
+
+def test_ce_all_ignored_is_zero_with_finite_gradient():
+    logits = torch.randn(1, 3, 2, 2, requires_grad=True)
+    loss = ce_loss(logits, torch.full((1, 2, 2), IGNORE))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(logits.grad).all()
+
+
+def test_masked_mean_empty_is_zero_and_masked_nan_does_not_leak():
+    values = torch.tensor([1.0, float("nan"), 3.0])
+    assert float(masked_mean(values, torch.tensor([True, False, True]))) == 2.0
+    assert float(masked_mean(values, torch.zeros(3, dtype=torch.bool))) == 0.0
+
+
+def test_kl_map_matches_definition():
+    teacher, student = logits_map([[(1.0, 0.0)]]), logits_map([[(0.0, 2.0)]])
+    close(kl_map(teacher, student)[0, 0, 0], kl2((1.0, 0.0), (0.0, 2.0)))
+    close(kl_map(teacher, student, temperature=2.0)[0, 0, 0], kl2((1.0, 0.0), (0.0, 2.0), t=2.0))
+    close(kl_map(teacher, teacher)[0, 0, 0], 0.0)
+
+
+def test_hfd_is_one_minus_cosine_averaged_over_positions():
+    transformed = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])  # (1, 2, 1, 2): [1, 0] and [0, 1]
+    target = torch.tensor([[[[1.0, 0.0]], [[1.0, 2.0]]]])       # [1, 1] and [0, 2]
+    close(hfd_loss(transformed, target), ((1 - 1 / math.sqrt(2)) + 0.0) / 2)
+    close(hfd_loss(transformed, -transformed), 2.0)
+
+
+def test_hfd_gradient_reaches_only_the_transformed_side():
+    transformed = torch.randn(2, 4, 3, 3, requires_grad=True)
+    target = torch.randn(2, 4, 3, 3, requires_grad=True)
+    grad_t, grad_target = torch.autograd.grad(hfd_loss(transformed, target), (transformed, target),
+                                              allow_unused=True)
+    assert grad_t is not None and grad_t.abs().sum() > 0
+    assert grad_target is None or not grad_target.any()
+
+
+# ---------------------------------------------------------------- pixel-wise BSD
+
+CNN_GOOD, VIT_POOR = (2.0, 0.0), (0.0, 0.0)  # target 0: CE_cnn = log(1 + e^-2) < CE_vit = log 2
+
+
+def test_pixel_bsd_all_ignored_is_exactly_zero():
+    logits_c = torch.randn(1, 3, 2, 2, requires_grad=True)
+    logits_v = torch.randn(1, 3, 2, 2, requires_grad=True)
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, torch.full((1, 2, 2), IGNORE))
+    assert loss_c.item() == 0.0 and loss_v.item() == 0.0
+    (loss_c + loss_v).backward()
+    assert torch.isfinite(logits_c.grad).all() and torch.isfinite(logits_v.grad).all()
+
+
+def test_pixel_bsd_cnn_better_everywhere_teaches_vit_only():
+    logits_c = logits_map([[CNN_GOOD, CNN_GOOD], [CNN_GOOD, CNN_GOOD]])
+    logits_v = logits_map([[VIT_POOR, VIT_POOR], [VIT_POOR, VIT_POOR]])
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, torch.zeros(1, 2, 2, dtype=torch.long))
+    s = sigmoid(2.0)
+    assert loss_c.item() == 0.0
+    close(loss_v, s * math.log(s / 0.5) + (1 - s) * math.log((1 - s) / 0.5))
+    assert loss_v.item() > 0
+
+
+def test_pixel_bsd_vit_better_everywhere_teaches_cnn_only():
+    logits_c = logits_map([[VIT_POOR, VIT_POOR], [VIT_POOR, VIT_POOR]])
+    logits_v = logits_map([[CNN_GOOD, CNN_GOOD], [CNN_GOOD, CNN_GOOD]])
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, torch.zeros(1, 2, 2, dtype=torch.long))
+    assert loss_v.item() == 0.0
+    close(loss_c, kl2(CNN_GOOD, VIT_POOR))
+    assert loss_c.item() > 0
+
+
+def test_pixel_bsd_mixed_map_averages_each_side_over_its_own_pixels():
+    # (0,0): CNN better; (0,1), (1,0): ViT better; (1,1): ignored (would be CNN better).
+    logits_c = logits_map([[(2.0, 0.0), (0.0, 1.0)], [(0.5, 0.0), (5.0, 0.0)]])
+    logits_v = logits_map([[(0.0, 0.0), (3.0, 0.0)], [(0.0, 2.0), (0.0, 0.0)]])
+    target = torch.tensor([[[0, 0], [1, IGNORE]]])
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, target)
+    assert ce2(2.0, 0.0) < ce2(0.0, 0.0) and ce2(3.0, 0.0) < ce2(0.0, 1.0) and ce2(2.0, 0.0) < ce2(0.0, 0.5)
+    close(loss_c, (kl2((3.0, 0.0), (0.0, 1.0)) + kl2((0.0, 2.0), (0.5, 0.0))) / 2)
+    close(loss_v, kl2((2.0, 0.0), (0.0, 0.0)))
+
+
+def test_pixel_bsd_equal_ce_means_vit_teaches():
+    # Same CE (target class probability 1/4 for both), different distributions:
+    # p_c = (1, 2, 1)/4, p_v = (1, 1, 2)/4 (exps of 0 and ln 2 keep the tie exact in float).
+    logits_c = logits_map([[(0.0, math.log(2), 0.0)]])
+    logits_v = logits_map([[(0.0, 0.0, math.log(2))]])
+    target = torch.zeros(1, 1, 1, dtype=torch.long)
+    ce_c = torch.nn.functional.cross_entropy(logits_c, target, reduction="none")
+    ce_v = torch.nn.functional.cross_entropy(logits_v, target, reduction="none")
+    assert torch.equal(ce_c, ce_v)  # premise: an exact tie
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, target)
+    # KL(p_v ‖ p_c) = 1/4 log(1) + 1/4 log(1/2) + 2/4 log(2)
+    close(loss_c, 0.25 * math.log(1.0) + 0.25 * math.log(0.5) + 0.5 * math.log(2.0))
+    assert loss_v.item() == 0.0
+
+
+def test_teacher_mask_is_strict_and_ignores_invalid_pixels():
+    ce_c = torch.tensor([[[1.0, 1.0, 0.5, 0.1]]])
+    ce_v = torch.tensor([[[1.0, 2.0, 0.4, 9.0]]])
+    valid = torch.tensor([[[True, True, True, False]]])
+    assert pixel_teacher_mask(ce_c, ce_v, valid).tolist() == [[[False, True, False, False]]]
+
+
+def test_pixel_bsd_temperature_scales_by_t_squared():
+    logits_c = logits_map([[CNN_GOOD]])
+    logits_v = logits_map([[VIT_POOR]])
+    target = torch.zeros(1, 1, 1, dtype=torch.long)
+    _, loss_v = bsd_pixel_loss(logits_c, logits_v, target, temperature=2.0)
+    s = sigmoid(2.0 / 2.0)  # softmax of (2, 0)/T
+    close(loss_v, 4.0 * (s * math.log(s / 0.5) + (1 - s) * math.log((1 - s) / 0.5)))
+
+
+def test_pixel_bsd_teacher_side_is_detached():
+    torch.manual_seed(0)
+    logits_c = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits_v = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.randint(0, 3, (2, 4, 4))
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, target)
+    assert loss_c.item() > 0 and loss_v.item() > 0  # both sides teach somewhere
+    g_cc, g_cv = torch.autograd.grad(loss_c, (logits_c, logits_v), retain_graph=True, allow_unused=True)
+    g_vc, g_vv = torch.autograd.grad(loss_v, (logits_c, logits_v), allow_unused=True)
+    assert g_cv is None or not g_cv.any()
+    assert g_vc is None or not g_vc.any()
+    assert g_cc.abs().sum() > 0 and g_vv.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- region-wise BSD
+
+def test_region_ce_averages_over_valid_pixels_only():
+    ce = torch.tensor([[[1.0, 2.0, 5.0, 5.0], [3.0, 100.0, 5.0, 5.0]]])   # (1, 2, 4), grid 1x2
+    valid = torch.tensor([[[True, True, False, False], [True, False, False, False]]])
+    mean, has_valid = region_ce(ce, valid, (1, 2))
+    assert mean[0, 0, 0].item() == pytest.approx((1 + 2 + 3) / 3)
+    assert mean[0, 0, 1].item() == 0.0 and has_valid.tolist() == [[[True, False]]]
+
+
+def _region_case():
+    """Logits (1, 2, 2, 6) on a 1x3 region grid of 2x2 blocks, labels all 0.
+
+    Region 0: CNN better on every pixel. Region 1: CNN slightly better on 3 pixels but much
+    worse on one, so its region-average CE is higher (ViT teaches). Region 2: all ignored.
+    """
+    good, poor = (1.0, 0.0), (0.0, 0.0)
+    rows = [[(2.0, 0.0), (2.0, 0.0), good, good, (3.0, 0.0), (3.0, 0.0)],
+            [(2.0, 0.0), (2.0, 0.0), good, (-5.0, 0.0), (3.0, 0.0), (3.0, 0.0)]]
+    rows_v = [[poor, poor, poor, poor, (0.0, 0.0), (0.0, 0.0)],
+              [poor, poor, poor, (5.0, 0.0), (0.0, 0.0), (0.0, 0.0)]]
+    target = torch.zeros(1, 2, 6, dtype=torch.long)
+    target[..., 4:] = IGNORE
+    rce_c = (3 * ce2(1.0, 0.0) + ce2(-5.0, 0.0)) / 4
+    rce_v = (3 * ce2(0.0, 0.0) + ce2(5.0, 0.0)) / 4
+    assert rce_v < rce_c and ce2(1.0, 0.0) < ce2(0.0, 0.0)  # premise: region 1 goes to the ViT
+    return logits_map(rows), logits_map(rows_v), target
+
+
+def region_features() -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 2, 1, 3) features: CNN [1, 0] everywhere; ViT [0, 1], [1, 1], [-1, 0]."""
+    feat_c = torch.tensor([[[[1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0]]]])
+    feat_v = torch.tensor([[[[0.0, 1.0, -1.0]], [[1.0, 1.0, 0.0]]]])
+    return feat_c, feat_v
+
+
+def test_region_bsd_by_hand_and_empty_region_counts_for_neither():
+    logits_c, logits_v, target = _region_case()
+    feat_c, feat_v = region_features()
+    loss_c, loss_v = bsd_region_loss(feat_c, feat_v, logits_c, logits_v, target)
+    # Region 0 (CNN teaches): S = 1 - cos([1,0],[0,1]) = 1.  Region 1 (ViT teaches): S = 1 - 1/sqrt(2).
+    # Region 2 (S = 2) has no valid pixel and must not enter either mean.
+    close(loss_v, 1.0)
+    close(loss_c, 1 - 1 / math.sqrt(2))
+
+
+def test_region_bsd_all_ignored_is_exactly_zero():
+    logits_c, logits_v, _ = _region_case()
+    feat_c, feat_v = (f.clone().requires_grad_() for f in region_features())
+    loss_c, loss_v = bsd_region_loss(feat_c, feat_v, logits_c, logits_v, torch.full((1, 2, 6), IGNORE))
+    assert loss_c.item() == 0.0 and loss_v.item() == 0.0
+    (loss_c + loss_v).backward()
+    assert torch.isfinite(feat_c.grad).all() and torch.isfinite(feat_v.grad).all()
+
+
+def test_region_bsd_one_sided():
+    logits_c, logits_v, target = _region_case()
+    feat_c, feat_v = region_features()
+    target = target.clone()
+    target[..., 2:4] = IGNORE  # only region 0 (CNN better) is left
+    loss_c, loss_v = bsd_region_loss(feat_c, feat_v, logits_c, logits_v, target)
+    assert loss_c.item() == 0.0
+    close(loss_v, 1.0)
+    # swapping the students swaps the roles
+    loss_c, loss_v = bsd_region_loss(feat_v, feat_c, logits_v, logits_c, target)
+    assert loss_v.item() == 0.0
+    close(loss_c, 1.0)
+
+
+def test_region_bsd_equal_ce_means_vit_teaches():
+    logits = logits_map([[(1.0, 0.0)] * 2] * 2)
+    feat_c, feat_v = torch.tensor([[[[1.0]], [[0.0]]]]), torch.tensor([[[[0.0]], [[1.0]]]])
+    loss_c, loss_v = bsd_region_loss(feat_c, feat_v, logits, logits.clone(), torch.zeros(1, 2, 2, dtype=torch.long))
+    close(loss_c, 1.0)
+    assert loss_v.item() == 0.0
+
+
+def test_region_bsd_teacher_side_is_detached():
+    torch.manual_seed(0)
+    logits_c, logits_v = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    feat_c = torch.randn(2, 5, 2, 2, requires_grad=True)
+    feat_v = torch.randn(2, 5, 2, 2, requires_grad=True)
+    loss_c, loss_v = bsd_region_loss(feat_c, feat_v, logits_c, logits_v, target)
+    assert loss_c.item() > 0 and loss_v.item() > 0
+    g_cc, g_cv = torch.autograd.grad(loss_c, (feat_c, feat_v), retain_graph=True, allow_unused=True)
+    g_vc, g_vv = torch.autograd.grad(loss_v, (feat_c, feat_v), allow_unused=True)
+    assert g_cv is None or not g_cv.any()
+    assert g_vc is None or not g_vc.any()
+    assert g_cc.abs().sum() > 0 and g_vv.abs().sum() > 0
+
+
+def test_region_bsd_rejects_mismatched_features():
+    with pytest.raises(ValueError, match="shape"):
+        bsd_region_loss(torch.zeros(1, 2, 1, 1), torch.zeros(1, 3, 1, 1), torch.zeros(1, 2, 4, 4),
+                        torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))

@@ -1,0 +1,142 @@
+"""The student pair: L^C moves only θ^C and its Γs, L^V only θ^V and its Γs (METHOD.md)."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from cotrain.methods import LossOptions, get_method
+from cotrain.models import encoder_names
+from cotrain.models.pair import StudentPair, build_pair
+
+K, SIZE = 3, 64
+TERM_KEYS = {"cnn", "vit", "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit", "bsd_p_cnn",
+             "bsd_p_vit", "cnn_teaches_pixels", "cnn_teaches_regions"}
+
+CNNS, VITS = encoder_names("cnn"), encoder_names("vit")
+PAPER_PAIRS = {("mobilenet_v2", "mit_b1"), ("resnet50", "mit_b2"), ("mobilenet_v2", "mit_b2"),
+               ("resnet50", "mit_b1")}
+# Every encoder appears at least once (each CNN with MiT-B0, each MiT with MobileNetV2) plus the
+# paper's pairs; the rest of the cross product only adds build time and runs with -m slow.
+FAST_PAIRS = ({(c, "mit_b0") for c in CNNS} | {("mobilenet_v2", v) for v in VITS} | PAPER_PAIRS) & set(
+    itertools.product(CNNS, VITS))
+PAIRS = [pytest.param(c, v, id=f"{c}+{v}", marks=() if (c, v) in FAST_PAIRS else pytest.mark.slow)
+         for c, v in itertools.product(CNNS, VITS)]
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2, 3, 64, 64) images and labels in 0..2 with ignored rows and one fully ignored 32×32 region."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(2, 3, SIZE, SIZE, generator=gen)
+    target = torch.randint(0, K, (2, SIZE, SIZE), generator=gen)
+    target[:, :4] = 255
+    target[0, :32, :32] = 255
+    return images, target
+
+
+def pair_of(student, cnn: str, vit: str, **options) -> StudentPair:
+    """A pair around cached students (what ``build_pair`` does, without rebuilding the encoders)."""
+    c, v = student("cnn", cnn), student("vit", vit)
+    torch.manual_seed(0)
+    pair = StudentPair(c, v, get_method("ours")(c, v, LossOptions(**options)), K)
+    pair.train()
+    return pair
+
+
+def has_grad(p: torch.nn.Parameter) -> bool:
+    return p.grad is not None and bool(p.grad.any())
+
+
+def assert_isolated(pair: StudentPair, images: torch.Tensor, target: torch.Tensor) -> dict:
+    """Backward each total alone: its own side gets gradient, the other side none."""
+    pair.zero_grad(set_to_none=True)
+    losses = pair.losses(images, target)
+    for side, other in (("cnn", "vit"), ("vit", "cnn")):
+        pair.zero_grad(set_to_none=True)
+        losses[side].backward(retain_graph=True)
+        leaked = [i for i, p in enumerate(pair.parameters_of(other)) if has_grad(p)]
+        assert not leaked, f"L^{side} reached {len(leaked)} {other} parameter(s)"
+        assert any(has_grad(p) for p in pair.parameters_of(side)), f"L^{side} moved none of its own parameters"
+    pair.zero_grad(set_to_none=True)
+    return losses
+
+
+def assert_sides_partition(pair: StudentPair) -> None:
+    cnn_ids = {id(p) for p in pair.parameters_of("cnn")}
+    vit_ids = {id(p) for p in pair.parameters_of("vit")}
+    assert not cnn_ids & vit_ids
+    assert cnn_ids | vit_ids == {id(p) for p in pair.parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("cnn,vit", PAIRS)
+def test_gradient_isolation_every_encoder_pair(student, cnn, vit):
+    pair = pair_of(student, cnn, vit)
+    assert_sides_partition(pair)
+    images, target = batch()
+    losses = assert_isolated(pair, images, target)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    # HFD's gradient reaches each side's own Γ_1 (through the other student's frozen stage).
+    pair.zero_grad(set_to_none=True)
+    losses = pair.losses(images, target)
+    losses["cnn"].backward()
+    assert all(has_grad(p) for p in pair.method.cnn_side["gamma_low"].proj.parameters())
+    pair.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("options", [
+    pytest.param({"bsd_region": False, "bsd_pixel": False}, id="hfd-only"),
+    pytest.param({"hfd": False}, id="bsd-only"),
+    pytest.param({"hfd": False, "bsd_pixel": False}, id="bsd-region-only"),
+    pytest.param({"hfd": False, "bsd_region": False, "bsd_pixel": False}, id="all-off"),
+])
+def test_switch_variants_stay_isolated(options):
+    torch.manual_seed(0)
+    pair = build_pair("mobilenet_v2", "mit_b0", K, weights=None, **options)
+    pair.train()
+    assert_sides_partition(pair)
+    losses = assert_isolated(pair, *batch(1))
+    off = {"hfd": ("hfd",), "bsd_region": ("bsd_r",), "bsd_pixel": ("bsd_p",)}
+    for switch, prefixes in off.items():
+        for prefix in prefixes:
+            for side in ("cnn", "vit"):
+                value = float(losses[f"{prefix}_{side}"])
+                assert (value == 0.0) if not options.get(switch, True) else value >= 0.0
+    assert ("gamma_low" in pair.method.cnn_side) == options.get("hfd", True)
+    assert ("gamma_last" in pair.method.vit_side) == options.get("bsd_region", True)
+    if len(options) == 3:  # all off: the totals are the plain cross-entropies
+        assert float(losses["cnn"]) == float(losses["ce_cnn"]) and float(losses["vit"]) == float(losses["ce_vit"])
+
+
+def test_losses_dict_keys_and_weighting():
+    torch.manual_seed(0)
+    alpha, beta, gamma = 0.5, 0.3, 2.0
+    pair = build_pair("mobilenet_v2", "mit_b0", K, weights=None, alpha=alpha, beta=beta, gamma=gamma)
+    pair.train()
+    losses = pair.losses(*batch(2))
+    assert TERM_KEYS <= set(losses)
+    for key, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), key
+        assert value.requires_grad == (key in ("cnn", "vit")), key
+    for key in ("cnn_teaches_pixels", "cnn_teaches_regions"):
+        assert 0.0 <= float(losses[key]) <= 1.0
+    for side in ("cnn", "vit"):
+        expected = (losses[f"ce_{side}"] + beta * losses[f"hfd_{side}"]
+                    + gamma * (losses[f"bsd_r_{side}"] + alpha * losses[f"bsd_p_{side}"]))
+        torch.testing.assert_close(losses[side].detach(), expected)
+
+
+def test_build_pair_rejects_bad_options():
+    with pytest.raises(ValueError, match="unknown loss option"):
+        build_pair("mobilenet_v2", "mit_b0", K, weights=None, alpah=1.0)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_pair("mobilenet_v2", "mit_b0", 1, weights=None)
+    with pytest.raises(ValueError, match="unknown side"):
+        build_pair("mobilenet_v2", "mit_b0", K, weights=None).parameters_of("teacher")
+
+
+def test_predict_returns_both_logits_at_input_size():
+    pair = build_pair("mobilenet_v2", "mit_b0", K, weights=None).eval()
+    with torch.no_grad():
+        logits_c, logits_v = pair(batch()[0])
+    assert logits_c.shape == logits_v.shape == (2, K, SIZE, SIZE)
