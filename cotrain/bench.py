@@ -241,7 +241,7 @@ def measure_case(settings: Settings, case: str) -> dict:
             torch.cuda.synchronize()
         if index >= settings.warmup:
             times.append(time.perf_counter() - start)
-    total = sum(float(v) for k, v in losses.items() if k in run.optimizers)
+    total = sum(float(v.detach()) for k, v in losses.items() if k in run.optimizers)
     if not math.isfinite(total):
         raise RuntimeError(f"case {case}: non-finite loss {total}")
     peak, absolute = memory.peak()

@@ -1,10 +1,11 @@
 """Shared command-line plumbing: one-line errors with exit code 2, run names, preflight checks."""
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Callable, NoReturn, Optional
 
 from cotrain.config import ConfigError, TrainConfig
 
@@ -15,6 +16,13 @@ def fail(message: str) -> NoReturn:
     """Print one line to stderr and exit with code 2 (bad input: nothing was started)."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        fail(f"{message} (see {self.prog} --help)")
 
 
 def guarded(main: Callable[[], int]) -> int:
@@ -49,6 +57,19 @@ def check_storage(storage: str) -> None:
     except OSError as exc:
         raise ConfigError(f"storage path {storage} is not writable ({exc.strerror}); pass --storage/--out "
                           "with a writable folder") from exc
+
+
+def check_new_or_resume(storage: str, name: Optional[str], resume: bool) -> None:
+    """``--resume`` needs an existing experiment ``name``; a new run must not reuse one."""
+    from cotrain.launch import absolute_storage, experiment_exists
+    if resume and not name:
+        raise ConfigError("--resume needs --name NAME of the experiment to resume")
+    exists = experiment_exists(absolute_storage(storage), name or "")
+    if resume and not exists and "://" not in storage:
+        raise ConfigError(f"--resume: no experiment {name!r} under {storage}")
+    if not resume and exists:
+        raise ConfigError(f"experiment {name!r} already exists under {storage}; "
+                          "pass --resume to continue it or a new --name")
 
 
 def preflight(cfg: TrainConfig) -> None:

@@ -149,10 +149,23 @@ def _connect_cluster(ray) -> None:
     if address != "auto" and "://" not in address:
         # Ray 2.60 with an explicit host:port needs token auth spelled out (RAY_NOTES.md).
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+        _require_reachable(address)
     try:
         ray.init(address=address, logging_level="warning")
     except ConnectionError as exc:
         raise ClusterError(f"--cluster: no Ray cluster at {address!r} ({exc}); start one with "
+                           "'ray start --head' or set RAY_ADDRESS=host:port") from exc
+
+
+def _require_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at ``host:port`` (ray.init would retry for minutes)."""
+    import socket
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise ClusterError(f"--cluster: no Ray cluster at {address!r} ({reason}); start one with "
                            "'ray start --head' or set RAY_ADDRESS=host:port") from exc
 
 

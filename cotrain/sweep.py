@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from cotrain.cli import check_storage, default_name, fail, guarded
+from cotrain.cli import OneLineParser, check_storage, default_name, fail, guarded
 from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
 
 VANILLA: dict[str, Any] = {"method": "vanilla"}
@@ -46,7 +46,7 @@ class SweepSpec:
 
 def build_parser(description: str) -> argparse.ArgumentParser:
     """The flags every sweep script shares."""
-    p = argparse.ArgumentParser(description=description)
+    p = OneLineParser(description=description)
     p.add_argument("--cluster", action="store_true", help="connect to a running Ray cluster (RAY_ADDRESS or auto)")
     p.add_argument("--dataset", default="builtin", help="builtin, voc, cityscapes, camvid")
     p.add_argument("--data-root", default=None, help="dataset root (builtin: generated when absent)")
@@ -133,9 +133,9 @@ def resources_for(args: argparse.Namespace, use_gpu: bool):
 
 def asha_scheduler(base: TrainConfig):
     from ray.tune.schedulers import ASHAScheduler
-    # Each trial reports once per epoch; rank on the sum of both students' mIoU.
-    return ASHAScheduler(time_attr="training_iteration", metric="miou_sum", mode="max",
-                         max_t=base.epochs, grace_period=max(1, base.epochs // 4), reduction_factor=2)
+    # Each trial reports once per epoch; the metric comes from the Tuner (miou_sum for grids).
+    return ASHAScheduler(time_attr="training_iteration", max_t=base.epochs,
+                         grace_period=max(1, base.epochs // 4), reduction_factor=2)
 
 
 def run_sweep(spec: SweepSpec, argv: Optional[Sequence[str]] = None,
@@ -164,13 +164,8 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
 
 
 def _check_new_or_resume(args: argparse.Namespace, name: str) -> None:
-    from cotrain.launch import absolute_storage, experiment_exists
-    exists = experiment_exists(absolute_storage(args.storage), name)
-    if args.resume and not exists and "://" not in args.storage:
-        raise ConfigError(f"--resume: no experiment {name!r} under {args.storage}")
-    if not args.resume and exists:
-        raise ConfigError(f"experiment {name!r} already exists under {args.storage}; "
-                          "pass --resume to continue it or a new --name")
+    from cotrain.cli import check_new_or_resume
+    check_new_or_resume(args.storage, name, args.resume)
 
 
 def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
@@ -182,6 +177,7 @@ def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells:
         return run_experiment(param_space(base, cells, args.seeds), name=name, storage=storage,
                               resources=resources, resume=args.resume,
                               scheduler=asha_scheduler(base) if args.asha else None,
+                              metric="miou_sum" if args.asha else None,
                               verbose=1 if args.quiet else 2)
 
 

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from cotrain.cli import check_storage, default_name, guarded, preflight
-from cotrain.config import TrainConfig, add_config_flags, config_from_args
+from cotrain.cli import OneLineParser, check_new_or_resume, check_storage, default_name, guarded, preflight
+from cotrain.config import ConfigError, TrainConfig, add_config_flags, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cotrain.train", description=__doc__,
+    parser = OneLineParser(prog="python -m cotrain.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(parser)
     parser.add_argument("--cluster", action="store_true", help="connect to a running Ray cluster (RAY_ADDRESS or auto)")
@@ -36,8 +36,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.resume and not cfg.name:
+        raise ConfigError("--resume needs --name NAME of the run to resume")
     cfg = cfg.replace(name=cfg.name or default_name(f"train-{cfg.method}"))
     check_storage(cfg.out)
+    if not args.direct:
+        check_new_or_resume(cfg.out, cfg.name, args.resume)
     preflight(cfg)
     _write_resolved_config(cfg)
     metrics = _run_direct(cfg) if args.direct else _run_on_ray(cfg, args)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from cotrain.config import TrainConfig
 from cotrain.engine.checkpoint import CHECKPOINT_FILE, CheckpointError, atomic_torch_save, load_state
 from cotrain.engine.data import build_eval_data, build_train_data
+from cotrain.engine.faults import inject as inject_faults
 from cotrain.engine.metrics import ConfusionMatrix
 from cotrain.engine.optim import build_optimizers
 from cotrain.models.pair import SIDES, StudentPair, build_pair
@@ -189,6 +190,7 @@ def training_step(run: Run, images: torch.Tensor, target: torch.Tensor) -> dict[
     target = target.to(run.device, non_blocking=True)
     with autocast(run):
         losses = run.model(images, target)
+    inject_faults(run, losses)  # COTRAIN_FAULT, set by reliability tests; a no-op when unset
     for optimizer in run.optimizers.values():
         optimizer.zero_grad(set_to_none=True)
     # One backward is exact: L^C reaches only θ^C and its Γs, L^V only θ^V and its Γs.

@@ -17,10 +17,11 @@ TERM_KEYS = {"cnn", "vit", "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn"
 CNNS, VITS = encoder_names("cnn"), encoder_names("vit")
 PAPER_PAIRS = {("mobilenet_v2", "mit_b1"), ("resnet50", "mit_b2"), ("mobilenet_v2", "mit_b2"),
                ("resnet50", "mit_b1")}
-# Every encoder appears at least once (each CNN with MiT-B0, each MiT with MobileNetV2) plus the
-# paper's pairs; the rest of the cross product only adds build time and runs with -m slow.
-FAST_PAIRS = ({(c, "mit_b0") for c in CNNS} | {("mobilenet_v2", v) for v in VITS} | PAPER_PAIRS) & set(
-    itertools.product(CNNS, VITS))
+# Default run: each CNN with MiT-B0, each MiT with MobileNetV2, and the paper's pairs, leaving out
+# the big encoders (seconds to initialise on CPU each). The whole cross product runs with -m slow.
+BIG = {"resnet101", "mit_b3", "mit_b4", "mit_b5"}
+FAST_PAIRS = {(c, v) for c, v in ({(c, "mit_b0") for c in CNNS} | {("mobilenet_v2", v) for v in VITS}
+                                  | PAPER_PAIRS) if not {c, v} & BIG}
 PAIRS = [pytest.param(c, v, id=f"{c}+{v}", marks=() if (c, v) in FAST_PAIRS else pytest.mark.slow)
          for c, v in itertools.product(CNNS, VITS)]
 
@@ -58,6 +59,9 @@ def assert_isolated(pair: StudentPair, images: torch.Tensor, target: torch.Tenso
         leaked = [i for i, p in enumerate(pair.parameters_of(other)) if has_grad(p)]
         assert not leaked, f"L^{side} reached {len(leaked)} {other} parameter(s)"
         assert any(has_grad(p) for p in pair.parameters_of(side)), f"L^{side} moved none of its own parameters"
+        gamma_low = getattr(pair.method, f"{side}_side")["gamma_low"] if pair.method.options.hfd else None
+        if gamma_low is not None:  # HFD reaches this side's own Γ_1 through the other's frozen stage
+            assert all(has_grad(p) for p in gamma_low.proj.parameters())
     pair.zero_grad(set_to_none=True)
     return losses
 
@@ -76,12 +80,6 @@ def test_gradient_isolation_every_encoder_pair(student, cnn, vit):
     images, target = batch()
     losses = assert_isolated(pair, images, target)
     assert all(torch.isfinite(v).all() for v in losses.values())
-    # HFD's gradient reaches each side's own Γ_1 (through the other student's frozen stage).
-    pair.zero_grad(set_to_none=True)
-    losses = pair.losses(images, target)
-    losses["cnn"].backward()
-    assert all(has_grad(p) for p in pair.method.cnn_side["gamma_low"].proj.parameters())
-    pair.zero_grad(set_to_none=True)
 
 
 @pytest.mark.parametrize("options", [
@@ -100,12 +98,12 @@ def test_switch_variants_stay_isolated(options):
     for switch, prefixes in off.items():
         for prefix in prefixes:
             for side in ("cnn", "vit"):
-                value = float(losses[f"{prefix}_{side}"])
+                value = losses[f"{prefix}_{side}"].item()
                 assert (value == 0.0) if not options.get(switch, True) else value >= 0.0
     assert ("gamma_low" in pair.method.cnn_side) == options.get("hfd", True)
     assert ("gamma_last" in pair.method.vit_side) == options.get("bsd_region", True)
     if len(options) == 3:  # all off: the totals are the plain cross-entropies
-        assert float(losses["cnn"]) == float(losses["ce_cnn"]) and float(losses["vit"]) == float(losses["ce_vit"])
+        assert losses["cnn"].item() == losses["ce_cnn"].item() and losses["vit"].item() == losses["ce_vit"].item()
 
 
 def test_losses_dict_keys_and_weighting():

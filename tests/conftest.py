@@ -1,0 +1,35 @@
+"""Shared fixtures: the repository root and one tiny real sweep (Ray Tune + TorchTrainer) per test run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a repository script with this interpreter; output captured as text."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def alpha_sweep(tmp_path_factory) -> Path:
+    """The README's main job at smoke size: ``sweeps/alpha_sensitivity.py`` through real Ray.
+
+    Returns the storage folder holding experiment ``alpha`` (6 trials: Vanilla + 5 α).
+    """
+    storage = tmp_path_factory.mktemp("sweeps")
+    done = run_script([str(REPO / "sweeps" / "alpha_sensitivity.py"), "--preset", "smoke", "--storage",
+                       str(storage), "--name", "alpha", "--quiet"], cwd=storage)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return storage

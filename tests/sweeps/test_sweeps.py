@@ -1,0 +1,118 @@
+"""The sweep platform through real Ray Tune + TorchTrainer (smoke preset), and its grids."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_script
+
+TABLE_SCRIPTS = {"components": 4, "bsd_components": 4, "pairs": 4, "alpha_sensitivity": 6,
+                 "beta_sensitivity": 5, "gamma_sensitivity": 6, "methods": 12}
+
+
+def trial_configs(experiment: Path) -> list[dict]:
+    configs = []
+    for params in sorted(experiment.glob("*/params.json")):
+        config = json.loads(params.read_text())
+        configs.append({**config, **config.pop("cell", {})})
+    return configs
+
+
+def last_report(trial_dir: Path) -> dict:
+    return json.loads((trial_dir / "result.json").read_text().splitlines()[-1])
+
+
+@pytest.mark.parametrize("script,trials", sorted(TABLE_SCRIPTS.items()))
+def test_every_table_script_validates_its_grid(repo: Path, tmp_path: Path, script: str, trials: int) -> None:
+    done = run_script([str(repo / "sweeps" / f"{script}.py"), "--preset", "smoke", "--dry-run",
+                       "--storage", str(tmp_path)], cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{trials} trials ({trials} cells x 1 seeds)")
+    assert "method=vanilla" in done.stdout  # every table carries the Vanilla runs its Δ needs
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+@pytest.mark.slow
+def test_alpha_sweep_leaves_tune_files_for_every_cell(alpha_sweep: Path) -> None:
+    experiment = alpha_sweep / "alpha"
+    configs = trial_configs(experiment)
+    assert sorted((c["method"], c["alpha"]) for c in configs) == \
+        [("ours", 0.1), ("ours", 0.5), ("ours", 1.0), ("ours", 2.0), ("ours", 5.0), ("vanilla", 1.0)]
+    assert {c["table"] for c in configs} == {"7"} and not any(c["hfd"] for c in configs)  # Table 7: HFD off
+    for trial in (p.parent for p in experiment.glob("*/params.json")):
+        lines = (trial / "result.json").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+        report = json.loads(lines[-1])
+        assert len(report["iou_cnn"]) == len(report["class_names"]) == 8
+        assert 0 <= report["miou_cnn"] <= 100 and "cnn_teaches_pixels" in report
+        assert (trial / "progress.csv").is_file()
+    checkpoints = list((experiment / "_train").glob("train-*/checkpoint_*/checkpoint.pt"))
+    assert len({c.parent.parent for c in checkpoints}) == 6
+
+
+@pytest.mark.slow
+def test_existing_experiment_needs_resume_and_resume_keeps_finished_trials(repo: Path, alpha_sweep: Path,
+                                                                          tmp_path: Path) -> None:
+    storage = tmp_path / "copy"
+    shutil.copytree(alpha_sweep, storage)
+    stamps = {p: p.stat().st_mtime_ns for p in (storage / "alpha").glob("*/result.json")}
+    script = str(repo / "sweeps" / "alpha_sensitivity.py")
+    again = run_script([script, "--preset", "smoke", "--storage", str(storage), "--name", "alpha"], cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    resumed = run_script([script, "--preset", "smoke", "--storage", str(storage), "--name", "alpha", "--resume"],
+                         cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in (storage / "alpha").glob("*/result.json")} == stamps
+
+
+@pytest.mark.slow
+def test_methods_sweep_runs_vanilla_first_then_offline_kd_from_its_checkpoints(repo: Path, tmp_path: Path) -> None:
+    done = run_script([str(repo / "sweeps" / "methods.py"), "--preset", "smoke", "--pair", "mobilenet_v2+mit_b0",
+                       "--storage", str(tmp_path), "--name", "m", "--quiet"], cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first, second = trial_configs(tmp_path / "m"), trial_configs(tmp_path / "m-kd")
+    assert [c["method"] for c in first] == ["vanilla"]
+    assert sorted(c["method"] for c in second) == ["dml", "ifvd", "kdcl", "offline_kd", "ours"]
+    teacher = next(c for c in second if c["method"] == "offline_kd")["teacher_vit"]
+    assert Path(teacher, "checkpoint.pt").is_file() and "/m/_train/" in teacher
+    tables = run_script([str(repo / "analysis" / "make_tables.py"), "--results", str(tmp_path), "--no-plots"],
+                        cwd=tmp_path)
+    assert tables.returncode == 0, tables.stderr
+    for label in ("Vanilla", "Offline KD", "DML", "KDCL", "IFVD", "Ours"):
+        assert label in tables.stdout
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_three_trials_after_a_vanilla_reference(repo: Path, tmp_path: Path) -> None:
+    done = run_script([str(repo / "sweeps" / "search.py"), "--preset", "smoke", "--trials", "3", "--asha",
+                       "--storage", str(tmp_path), "--name", "s", "--quiet"], cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(list((tmp_path / "s").glob("*/result.json"))) == 3
+    assert len(list((tmp_path / "s-vanilla").glob("*/result.json"))) == 1
+    assert "best (miou_sum)" in done.stdout and "Δ" in done.stdout
+
+
+@pytest.mark.slow
+def test_cluster_flag_runs_on_a_started_head_node(repo: Path, tmp_path: Path) -> None:
+    ray = shutil.which("ray")
+    assert ray, "the ray CLI comes with ray[default]"
+    start = subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", "0",
+                            "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                           capture_output=True, text=True, timeout=120)
+    assert start.returncode == 0, start.stderr
+    try:
+        script = tmp_path / "one_cell.py"
+        script.write_text("import sys\nfrom cotrain.sweep import VANILLA, SweepSpec, run_sweep\n"
+                          "sys.exit(run_sweep(SweepSpec(script='one', table='7', cells=[VANILLA])))\n")
+        done = run_script([str(script), "--cluster", "--preset", "smoke", "--storage", str(tmp_path / "r"),
+                           "--name", "c", "--quiet"], cwd=repo, timeout=300, env={"RAY_ADDRESS": "auto"})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert len(list((tmp_path / "r" / "c").glob("*/result.json"))) == 1
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+        time.sleep(1)
