@@ -27,9 +27,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence
 
 CASES = ("cnn_alone", "vit_alone", "vanilla_pair", "hfd", "bsd", "hfd_bsd")
 PAIR_CASES = {
@@ -380,7 +380,7 @@ def cache_key(pair: str, size: int, batch: int, device: str, dtype: str) -> str:
     return f"{pair}|{size}|{batch}|{device}|{dtype}"
 
 
-def read_cache(path: Optional[Path] = None) -> dict:
+def read_cache(path: Path | None = None) -> dict:
     path = path or step_cache_path()
     try:
         return json.loads(path.read_text())
@@ -388,7 +388,7 @@ def read_cache(path: Optional[Path] = None) -> dict:
         return {}
 
 
-def update_cache(rows: list[dict], settings: Settings, device: str, dtype: str, path: Optional[Path] = None) -> Path:
+def update_cache(rows: list[dict], settings: Settings, device: str, dtype: str, path: Path | None = None) -> Path:
     """Store this run's median step times (per case) and eval images/s under the run's key, atomically."""
     path = path or step_cache_path()
     cache = read_cache(path)
@@ -425,12 +425,12 @@ def _cfg_device_dtype(cfg) -> tuple[str, str]:
     return device, "bf16" if device == "cuda" and cfg.amp else "fp32"
 
 
-def cached_entry(cfg, path: Optional[Path] = None) -> Optional[dict]:
+def cached_entry(cfg, path: Path | None = None) -> dict | None:
     device, dtype = _cfg_device_dtype(cfg)
     return read_cache(path).get(cache_key(f"{cfg.cnn}+{cfg.vit}", cfg.crop_size, cfg.batch_size, device, dtype))
 
 
-def estimate_step_seconds(cfg, path: Optional[Path] = None) -> float:
+def estimate_step_seconds(cfg, path: Path | None = None) -> float:
     """Measured (cached) step time for ``cfg``, else a reference time scaled by pixels per step."""
     entry = cached_entry(cfg, path)
     if entry and case_of(cfg) in entry.get("step_s", {}):
@@ -440,7 +440,7 @@ def estimate_step_seconds(cfg, path: Optional[Path] = None) -> float:
     return seconds * (cfg.crop_size / side) ** 2 * cfg.batch_size / 4
 
 
-def estimate_trial_seconds(cfg, step_s: Optional[float] = None, cache: Optional[Path] = None) -> float:
+def estimate_trial_seconds(cfg, step_s: float | None = None, cache: Path | None = None) -> float:
     """Wall-clock seconds of one trial of ``cfg``: training + evaluation per epoch, plus start-up.
 
     Steps per epoch = ``len(train set) // (batch_size × workers)`` (the loader drops the last
@@ -497,8 +497,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from cotrain import bench  # run through the importable module so spawned processes find its functions
+def main(argv: Sequence[str] | None = None) -> int:
+    from cotrain import (
+        bench,  # run through the importable module so spawned processes find its functions
+    )
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     device = bench.resolved_device(settings.device)

@@ -124,11 +124,15 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
 
     The embedded Ray is shut down on exit, Ctrl-C included; with ``cluster`` we only disconnect.
     """
+    if not cluster:
+        # Else Ray swaps 127.0.0.1 for the machine's address and its servers listen there.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if cluster:
         _connect_cluster(ray)
     else:
+        ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # the same, should ray be imported already
         ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  log_to_driver=not quiet, configure_logging=True, logging_level="warning")
     previous = signal.getsignal(signal.SIGTERM)

@@ -43,7 +43,6 @@ def _run(args: argparse.Namespace) -> int:
     if not args.direct:
         check_new_or_resume(cfg.out, cfg.name, args.resume)
     preflight(cfg)
-    _write_resolved_config(cfg)
     metrics = _run_direct(cfg) if args.direct else _run_on_ray(cfg, args)
     _print_summary(cfg, metrics)
     return 0
@@ -59,6 +58,7 @@ def _write_resolved_config(cfg: TrainConfig) -> None:
 
 def _run_direct(cfg: TrainConfig) -> dict:
     from cotrain.engine.loop import fit
+    _write_resolved_config(cfg)
     folder = Path(cfg.out, cfg.name)
     lines = (folder / "metrics.jsonl").open("a")
     last: dict = {}
@@ -82,6 +82,7 @@ def _run_on_ray(cfg: TrainConfig, args: argparse.Namespace) -> dict:
     resources = Resources(workers=cfg.workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
     storage = absolute_storage(cfg.out)
     with ray_session(cluster=args.cluster):
+        _write_resolved_config(cfg)  # once Ray answered: a bad --cluster leaves no run folder
         grid = run_experiment(cfg.to_dict(), name=cfg.name, storage=storage, resources=resources,
                               resume=args.resume)
     result = grid[0]

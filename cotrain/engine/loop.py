@@ -242,6 +242,9 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
     """Train for ``cfg.epochs``; after each epoch evaluate, checkpoint and ``report``. Returns the last metrics."""
     run = build_run(cfg, resume_from, wrap, distributed)
     metrics: dict = {}
+    if run.start_epoch > cfg.epochs:  # resumed from the last epoch's checkpoint (the driver died before
+        metrics = {"epoch": cfg.epochs, **evaluate(run)}  # recording it): report the final metrics again
+        report(metrics, None)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         metrics = {"epoch": epoch, **train_one_epoch(run, epoch, log), **evaluate(run)}
         metrics["lr_cnn"] = run.schedulers["cnn"].get_last_lr()[0]

@@ -1,6 +1,7 @@
 """Helpers for the reliability tests: subprocess runs of the real CLIs, test-local sweeps, Ray PIDs."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -75,25 +76,73 @@ def _tail(proc: subprocess.Popen) -> str:
     return log.read_text()[-3000:] if log and log.is_file() else ""
 
 
-def descendants(pid: int) -> list:
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from /proc (Linux)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            out[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (Ray's GCS, raylet, workers, ... started by ray.init)."""
-    import psutil
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
+    parents, found, todo = _parents(), [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [c for c, p in parents.items() if p == parent]
+        found += children
+        todo += children
+    return found
 
 
 def alive(pids: list[int]) -> list[int]:
-    import psutil
+    """The pids still running (zombies count as gone)."""
     out = []
     for pid in pids:
         try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            out.append(pid)
     return out
+
+
+def _ip(hex_addr: str) -> str:
+    raw = bytes.fromhex(hex_addr)
+    # /proc/net/tcp* stores addresses as 32-bit words in host (little-endian) order.
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words))
+
+
+def listening(pids: set[int]) -> set[tuple[int, str, int]]:
+    """(pid, ip, port) of every TCP LISTEN socket held by ``pids`` (from /proc/net/tcp{,6})."""
+    sockets = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] == "0A":  # LISTEN
+                addr, port = cols[1].split(":")
+                sockets[cols[9]] = (_ip(addr), int(port, 16))
+    found = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*") if Path(f"/proc/{pid}/fd").is_dir() else []:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            inode = target[len("socket:["):-1] if target.startswith("socket:[") else None
+            if inode in sockets:
+                found.add((pid, *sockets[inode]))
+    return found
 
 
 def launch(args: list[str], log: Path, cwd: Path = REPO, **extra: str) -> subprocess.Popen:

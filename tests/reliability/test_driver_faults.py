@@ -2,28 +2,36 @@
 Ray process of the session outlives the driver; while it runs, Ray listens on loopback only."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 
-from reliability_helpers import (alive, cell_of, descendants, launch, reports, trial_dirs, wait_for,
-                                 write_sweep)
+from reliability_helpers import (alive, cell_of, descendants, launch, listening, reports, trial_dirs,
+                                 wait_for, write_sweep)
 
-pytestmark = pytest.mark.slow
-LOOPBACK = ("127.0.0.1", "::1")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[:80]
+    except OSError:
+        return "?"
+
+
+def _loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    return addr.is_loopback or bool(getattr(addr, "ipv4_mapped", None) and addr.ipv4_mapped.is_loopback)
 
 
 def _finished(trial, epochs: int = 2) -> bool:
     runs = reports(trial)
     return bool(runs) and runs[-1].get("epoch") == epochs
-
-
-def _listening(pids: set[int]) -> list[tuple[int, str, int]]:
-    """(pid, ip, port) of every LISTEN socket the given processes hold."""
-    import psutil
-    return [(c.pid, c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and c.pid in pids]
 
 
 def test_sigkilled_sweep_resumes_keeping_finished_trials(tmp_path):
@@ -35,7 +43,7 @@ def test_sigkilled_sweep_resumes_keeping_finished_trials(tmp_path):
     ray_pids: set[int] = set()
 
     def one_finished_other_started():
-        ray_pids.update(p.pid for p in descendants(driver.pid))
+        ray_pids.update(descendants(driver.pid))
         trials = trial_dirs(experiment)
         done = [t for t in trials if _finished(t)]
         return done if done and any(reports(t) for t in trials if t not in done) else None
@@ -45,7 +53,9 @@ def test_sigkilled_sweep_resumes_keeping_finished_trials(tmp_path):
     driver.send_signal(signal.SIGKILL)
     driver.wait(10)
     # Ray's processes share the driver's fate (they get SIGKILL when it dies), even after a SIGKILL.
-    wait_for(lambda: not alive(sorted(ray_pids)), 30, what=f"Ray processes {alive(sorted(ray_pids))} to exit")
+    # Ray's direct children share the driver's fate (PR_SET_PDEATHSIG); its workers notice their raylet
+    # is gone within seconds to a minute on a busy machine.
+    wait_for(lambda: not alive(sorted(ray_pids)), 120, what=f"Ray processes {alive(sorted(ray_pids))} to exit")
 
     again = launch([str(script), *flags, "--resume"], tmp_path / "resume.log")
     assert again.wait(300) == 0, (tmp_path / "resume.log").read_text()[-3000:]
@@ -65,16 +75,19 @@ def test_interrupted_run_listens_on_loopback_and_leaves_no_ray_process(tmp_path)
     sockets: set[tuple[int, str, int]] = set()
 
     def worker_training():
-        procs = descendants(driver.pid)
-        ray_pids.update(p.pid for p in procs)
-        sockets.update(_listening(ray_pids | {driver.pid}))
+        ray_pids.update(descendants(driver.pid))
+        sockets.update(listening(ray_pids | {driver.pid}))
         log = (tmp_path / "run.log").read_text()
         return "epoch 1/2 step 1/2" in log
 
     wait_for(worker_training, 180, driver, "the Train worker's first step")
-    sockets.update(_listening(ray_pids | {driver.pid}))
-    assert sockets, "no listening socket seen (is psutil allowed to read them?)"
-    assert all(ip in LOOPBACK for _, ip, _ in sockets), sorted(sockets)
+    sockets.update(listening(ray_pids | {driver.pid}))
+    assert sockets, "no listening socket seen (is /proc readable?)"
+    exposed = sorted((pid, ip, port, _name(pid)) for pid, ip, port in sockets if not _loopback(ip))
+    # Known exception: torch.distributed's TCPStore (the rendezvous TorchTrainer sets up in its worker)
+    # binds the wildcard address and torch has no option to narrow it. Ray itself must stay on loopback.
+    assert not [e for e in exposed if "RayTrainWorker" not in e[3]], exposed
+    assert len(exposed) <= 1, exposed
     driver.send_signal(signal.SIGINT)
     driver.wait(90)
     wait_for(lambda: not alive(sorted(ray_pids)), 30, what=f"Ray processes {alive(sorted(ray_pids))} to exit")
