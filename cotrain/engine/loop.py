@@ -10,7 +10,7 @@ import random
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -49,6 +49,7 @@ class Run:
     class_names: list[str]
     device: torch.device
     start_epoch: int = 1
+    saved_metrics: dict = field(default_factory=dict)  # scalar metrics stored with the restored checkpoint
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -133,6 +134,7 @@ def restore(run: Run, folder: Path) -> None:
         run.optimizers[side].load_state_dict(state["optimizers"][side])
         run.schedulers[side].load_state_dict(state["schedulers"][side])
     run.start_epoch = state["epoch"] + 1
+    run.saved_metrics = dict(state.get("metrics", {}))
 
 
 def save(run: Run, epoch: int, folder: Path, metrics: dict) -> None:
@@ -243,7 +245,7 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
     run = build_run(cfg, resume_from, wrap, distributed)
     metrics: dict = {}
     if run.start_epoch > cfg.epochs:  # resumed from the last epoch's checkpoint (the driver died before
-        metrics = {"epoch": cfg.epochs, **evaluate(run)}  # recording it): report the final metrics again
+        metrics = {**run.saved_metrics, "epoch": cfg.epochs, **evaluate(run)}  # recording it): report again
         report(metrics, None)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         metrics = {"epoch": epoch, **train_one_epoch(run, epoch, log), **evaluate(run)}
