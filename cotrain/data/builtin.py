@@ -2,8 +2,9 @@
 
 Each image shows 1-4 objects on a cluttered textured background. The class is the
 object's shape, and for discs also its texture (striped discs are their own class),
-so colour alone never tells classes apart: colours and most textures are drawn from
-the same distributions for every class and for the background clutter. Objects
+so colour alone never tells classes apart: each class has a hue range that overlaps its
+neighbours' (a prior, not a lookup), objects are saturated and the cluttered background
+grey-ish, and most textures are shared by every class and the background. Objects
 overlap (later ones occlude earlier ones) and, as in VOC, a 255 band marks every
 boundary between labels.
 """
@@ -22,7 +23,7 @@ from scipy import ndimage
 from cotrain.data.base import IGNORE_INDEX, DatasetSpec, register_dataset
 from cotrain.data.voc import VOCSegmentation, voc_colormap
 
-BUILTIN_VERSION = "builtin-v1"
+BUILTIN_VERSION = "builtin-v3"
 BUILTIN_CLASSES = ("background", "disc", "rectangle", "triangle", "ring", "star", "cross", "striped disc")
 BUILTIN_PALETTE = tuple(tuple(int(c) for c in rgb) for rgb in voc_colormap(len(BUILTIN_CLASSES)))
 SHARED_TEXTURES = ("solid", "checker", "noise", "gradient")
@@ -39,13 +40,32 @@ def _two_colours(rng: Rng) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(0, 1, 3).astype(np.float32), rng.uniform(0, 1, 3).astype(np.float32)
 
 
-def texture(rng: Rng, kind: str, size: int) -> np.ndarray:
+def class_colours(rng: Rng, cls: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two saturated colours near the class's hue (±35°: neighbouring classes overlap).
+
+    Background and clutter are desaturated instead: colour is a prior that gets a short
+    CPU run started, while shape and texture are needed to tell neighbouring classes apart.
+    """
+    hue = (cls / (len(BUILTIN_CLASSES) - 1) + rng.normal(0, 35 / 360)) % 1.0
+    return tuple(_hsv(hue, rng.uniform(0.55, 1.0), rng.uniform(0.45, 1.0)) for _ in range(2))
+
+
+def grey_colours(rng: Rng) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(_hsv(rng.uniform(0, 1), rng.uniform(0, 0.3), rng.uniform(0.15, 0.95)) for _ in range(2))
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    import colorsys
+    return np.array(colorsys.hsv_to_rgb(h, s, v), dtype=np.float32)
+
+
+def texture(rng: Rng, kind: str, size: int, colours: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Draw a random texture of ``kind`` (solid, stripes, checker, noise, gradient).
 
     Returns:
         float32 array (size, size, 3) in [0, 1].
     """
-    a, b = _two_colours(rng)
+    a, b = colours if colours is not None else _two_colours(rng)
     if kind == "solid":
         return np.broadcast_to(a, (size, size, 3)).copy()
     x, y = _grid(size)
@@ -124,18 +144,18 @@ def rasterise(outlines: list[list[tuple[float, float]]], size: int) -> np.ndarra
 def _clutter(rng: Rng, image: np.ndarray) -> None:
     """Paint irregular blobs and lines that belong to the background."""
     size = image.shape[0]
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(1, 4)):
         n = rng.integers(5, 9)
         outline = _polygon(rng.uniform(0, size, 2), rng.uniform(0.3, 1.0, n) * rng.uniform(6, 22),
                            np.sort(rng.uniform(0, 2 * np.pi, n)), 0.0)  # fmt: skip
         blob = rasterise([outline], size)
-        image[blob] = texture(rng, str(rng.choice(BACKGROUND_TEXTURES)), size)[blob]
+        image[blob] = texture(rng, str(rng.choice(BACKGROUND_TEXTURES)), size, grey_colours(rng))[blob]
     lines = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(lines)
     for _ in range(rng.integers(1, 5)):
         draw.line(rng.uniform(0, size, 4).tolist(), fill=1, width=int(rng.integers(1, 4)))
     mask = np.asarray(lines, dtype=bool)
-    image[mask] = rng.uniform(0, 1, 3)
+    image[mask] = grey_colours(rng)[0]
 
 
 def render_sample(rng: Rng, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,18 +165,19 @@ def render_sample(rng: Rng, size: int) -> tuple[np.ndarray, np.ndarray]:
         image uint8 (size, size, 3) and label uint8 (size, size) with class indices
         and 255 on boundaries.
     """
-    image = texture(rng, str(rng.choice(BACKGROUND_TEXTURES)), size)
+    image = texture(rng, str(rng.choice(BACKGROUND_TEXTURES)), size, grey_colours(rng))
     _clutter(rng, image)
     label = np.zeros((size, size), dtype=np.uint8)
-    for _ in range(rng.integers(1, 5)):
+    # Objects cover about half the image, so a short CPU run learns more than "all background".
+    for _ in range(rng.integers(2, 6)):
         cls = int(rng.integers(1, len(BUILTIN_CLASSES)))
         name = BUILTIN_CLASSES[cls]
-        r = rng.uniform(0.08, 0.25) * size
+        r = rng.uniform(0.14, 0.32) * size
         region = rasterise(
             shape_outlines(name, rng.uniform(0.1, 0.9, 2) * size, r, rng.uniform(0, 2 * np.pi), rng), size
         )
         kind = "stripes" if name == "striped disc" else str(rng.choice(SHARED_TEXTURES))
-        image[region] = texture(rng, kind, size)[region]
+        image[region] = texture(rng, kind, size, class_colours(rng, cls))[region]
         label[region] = cls
     boundary = ndimage.grey_dilation(label, size=3) != ndimage.grey_erosion(label, size=3)
     label[boundary] = IGNORE_INDEX
@@ -196,7 +217,7 @@ def generate_builtin(
 
 
 def default_builtin_root() -> Path:
-    """``$COTRAIN_DATA_HOME/builtin-v1``, with ``COTRAIN_DATA_HOME`` defaulting to ``~/.cache/cotrain``."""
+    """``$COTRAIN_DATA_HOME/<BUILTIN_VERSION>``, with ``COTRAIN_DATA_HOME`` defaulting to ``~/.cache/cotrain``."""
     return Path(os.environ.get("COTRAIN_DATA_HOME", "~/.cache/cotrain")).expanduser() / BUILTIN_VERSION
 
 

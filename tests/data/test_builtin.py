@@ -5,6 +5,7 @@ import pytest
 
 import cotrain.data.builtin as builtin
 from cotrain.data import get_dataset, scan_dataset
+from cotrain.data.builtin import BUILTIN_VERSION
 
 
 def files(root):
@@ -52,12 +53,12 @@ def test_ensure_builtin_is_idempotent(tmp_path, monkeypatch):
     )
     monkeypatch.setenv("COTRAIN_DATA_HOME", str(tmp_path))
     root = builtin.ensure_builtin()
-    assert root == tmp_path / "builtin-v1"
+    assert root == tmp_path / BUILTIN_VERSION
     stamp = (root / "ImageSets" / "Segmentation" / "train.txt").stat().st_mtime_ns
     dataset = get_dataset("builtin", None, "train")
     assert len(dataset) == 2 and dataset.files[0][0].is_relative_to(root)
     assert (root / "ImageSets" / "Segmentation" / "train.txt").stat().st_mtime_ns == stamp
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["builtin-v1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BUILTIN_VERSION]
 
 
 def test_killed_generation_leaves_nothing(tmp_path, monkeypatch):
