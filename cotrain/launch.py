@@ -133,7 +133,9 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
         _connect_cluster(ray)
     else:
         ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # the same, should ray be imported already
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+        # The dashboard (on 127.0.0.1) serves the State API that Ray Train's placement-group cleaner
+        # needs: without it, trials that ASHA stops leak their workers' CPUs and the sweep stalls.
+        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                  log_to_driver=not quiet, configure_logging=True, logging_level="warning")
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

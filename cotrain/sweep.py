@@ -241,7 +241,8 @@ def summarise(grid, storage: str, name: str) -> int:
     for result in grid:
         cfg = result.config or {}
         cell = {**cfg, **cfg.get("cell", {})}
-        label = ", ".join(f"{k}={v}" for k, v in cfg.get("cell", {}).items())
+        searched = {k: cell[k] for k in ("hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma") if k in cell}
+        label = ", ".join(f"{k}={v}" for k, v in (cfg.get("cell") or searched).items())
         if result.error:
             failed += 1
             print(f"  FAILED  seed={cell.get('seed')} {label}: {str(result.error).splitlines()[0][:160]}")

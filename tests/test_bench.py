@@ -45,7 +45,7 @@ def test_smoke_caches_step_times_the_estimate_reads(smoke_run):
 
 
 def test_estimate_trial_seconds_counts_steps_epochs_and_startup(tmp_path):
-    cfg = resolve("cpu", overrides={"device": "cpu", "epochs": 2, "max_val_images": 10})
+    cfg = resolve("cpu", overrides={"device": "cpu", "epochs": 2, "max_val_images": 10, "max_train_steps": None})
     steps = 300 // cfg.batch_size  # the builtin train split holds 300 images
     seconds = bench.estimate_trial_seconds(cfg, step_s=1.0, cache=tmp_path / "none.json")
     eval_s = 10 * (1.0 / cfg.batch_size / 3)

@@ -22,7 +22,7 @@ PAPER_PAIRS = {("mobilenet_v2", "mit_b1"), ("resnet50", "mit_b2"), ("mobilenet_v
 BIG = {"resnet101", "mit_b3", "mit_b4", "mit_b5"}
 FAST_PAIRS = {(c, v) for c, v in ({(c, "mit_b0") for c in CNNS} | {("mobilenet_v2", v) for v in VITS}
                                   | PAPER_PAIRS) if not {c, v} & BIG}
-PAIRS = [pytest.param(c, v, id=f"{c}+{v}", marks=() if (c, v) in FAST_PAIRS else pytest.mark.slow)
+PAIRS = [pytest.param(c, v, id=f"{c}+{v}", marks=() if (c, v) in FAST_PAIRS else pytest.mark.heavy)
          for c, v in itertools.product(CNNS, VITS)]
 
 

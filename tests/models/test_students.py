@@ -7,7 +7,7 @@ import torch
 from cotrain.models import ENCODERS, build_student, encoder_names
 
 BIG = {"resnet101", "mit_b3", "mit_b4", "mit_b5"}  # seconds to initialise on CPU: run with -m slow
-ALL_ENCODERS = [pytest.param(ENCODERS[n].kind, n, id=n, marks=pytest.mark.slow if n in BIG else ())
+ALL_ENCODERS = [pytest.param(ENCODERS[n].kind, n, id=n, marks=pytest.mark.heavy if n in BIG else ())
                 for n in sorted(ENCODERS)]
 SIZE = 64
 

@@ -48,7 +48,7 @@ def test_sigkilled_sweep_resumes_keeping_finished_trials(tmp_path):
         done = [t for t in trials if _finished(t)]
         return done if done and any(reports(t) for t in trials if t not in done) else None
 
-    finished = wait_for(one_finished_other_started, 240, driver, "one finished trial and one started")
+    finished = wait_for(one_finished_other_started, 480, driver, "one finished trial and one started")
     kept = {t: ((t / "result.json").read_bytes(), (t / "result.json").stat().st_mtime_ns) for t in finished}
     driver.send_signal(signal.SIGKILL)
     driver.wait(10)
@@ -80,7 +80,7 @@ def test_interrupted_run_listens_on_loopback_and_leaves_no_ray_process(tmp_path)
         log = (tmp_path / "run.log").read_text()
         return "epoch 1/2 step 1/2" in log
 
-    wait_for(worker_training, 180, driver, "the Train worker's first step")
+    wait_for(worker_training, 360, driver, "the Train worker's first step")
     sockets.update(listening(ray_pids | {driver.pid}))
     assert sockets, "no listening socket seen (is /proc readable?)"
     exposed = sorted((pid, ip, port, _name(pid)) for pid, ip, port in sockets if not _loopback(ip))
