@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from cotrain.cli import OneLineParser, check_storage, default_name, fail, guarded
 from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
@@ -139,7 +139,7 @@ def asha_scheduler(base: TrainConfig):
 
 
 def run_sweep(spec: SweepSpec, argv: Optional[Sequence[str]] = None,
-              description: str = "", space_fn: Optional[Callable] = None) -> int:
+              description: str = "") -> int:
     """Entry point of a table script."""
     args = build_parser(description or f"Sweep for Table {spec.table}").parse_args(argv)
     return guarded(lambda: _run(spec, args))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
@@ -120,5 +120,3 @@ def get_method(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r}; allowed: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
-
-TermFn = Callable[[PairContext], tuple[torch.Tensor, torch.Tensor]]
