@@ -168,29 +168,29 @@ def _check_new_or_resume(args: argparse.Namespace, name: str) -> None:
     check_new_or_resume(args.storage, name, args.resume)
 
 
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every ``run_experiment`` call of a sweep shares: storage, resources, verbosity."""
+    from cotrain.launch import absolute_storage
+    return dict(storage=absolute_storage(args.storage), resources=resources_for(args, _cuda()),
+                verbose=1 if args.quiet else 2)
+
+
 def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
-    from cotrain.launch import absolute_storage, ray_session, run_experiment
-    import torch
-    resources = resources_for(args, torch.cuda.is_available())
-    storage = absolute_storage(args.storage)
+    from cotrain.launch import ray_session, run_experiment
     with ray_session(cluster=args.cluster, quiet=args.quiet):
-        return run_experiment(param_space(base, cells, args.seeds), name=name, storage=storage,
-                              resources=resources, resume=args.resume,
+        return run_experiment(param_space(base, cells, args.seeds), name=name, resume=args.resume,
                               scheduler=asha_scheduler(base) if args.asha else None,
-                              metric="miou_sum" if args.asha else None,
-                              verbose=1 if args.quiet else 2)
+                              metric="miou_sum" if args.asha else None, **run_options(args))
 
 
 def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
     """Stage 1: the Vanilla cells in ``<name>``; stage 2: the rest in ``<name>-kd``, offline KD taught
     by the stage-1 checkpoint of the same pair and seed."""
-    from cotrain.launch import absolute_storage, experiment_exists, ray_session, run_experiment
-    import torch
-    resources = resources_for(args, torch.cuda.is_available())
-    storage = absolute_storage(args.storage)
+    from cotrain.launch import experiment_exists, ray_session, run_experiment
     first_cells = [c for c in cells if c.get("method") == "vanilla"]
     later_cells = [c for c in cells if c.get("method") != "vanilla"]
-    common = dict(storage=storage, resources=resources, verbose=1 if args.quiet else 2)
+    common = run_options(args)
+    storage = common["storage"]
     with ray_session(cluster=args.cluster, quiet=args.quiet):
         first = run_experiment(param_space(base, first_cells, args.seeds), name=name, resume=args.resume, **common)
         teachers = teacher_checkpoints(first, storage, name)
@@ -327,14 +327,12 @@ def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
     Δ = miou_sum − the Vanilla pair's miou_sum, so maximising miou_sum maximises Δ.
     """
     from ray.tune.search.optuna import OptunaSearch
-    import torch
-    from cotrain.launch import absolute_storage, experiment_exists, ray_session, run_experiment
-    storage = absolute_storage(args.storage)
-    resources = resources_for(args, torch.cuda.is_available())
+    from cotrain.launch import experiment_exists, ray_session, run_experiment
+    common = run_options(args)
+    storage = common["storage"]
     metric = OBJECTIVES[args.objective]
     searched = {"hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma"}
     constants = {k: v for k, v in base.to_dict().items() if k not in searched}
-    common = dict(storage=storage, resources=resources, verbose=1 if args.quiet else 2)
     with ray_session(cluster=args.cluster, quiet=args.quiet):
         vanilla_name = f"{name}-vanilla"
         vanilla = run_experiment(param_space(base.replace(method="vanilla"), [{}], 1), name=vanilla_name,
