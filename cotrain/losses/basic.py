@@ -14,9 +14,20 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum().clamp(min=1).to(values.dtype)
 
 
-def pixel_ce_map(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """Per-pixel cross-entropy. (N, K, H, W), (N, H, W) -> (N, H, W), 0 at ignored pixels."""
-    return F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
+def log_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax over classes at temperature T, in fp32. (N, K, H, W) -> (N, K, H, W)."""
+    return F.log_softmax(logits.float() / temperature, dim=1)
+
+
+def pixel_ce_map(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
+                 log_p: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel cross-entropy. (N, K, H, W), (N, H, W) -> (N, H, W), 0 at ignored pixels.
+
+    ``log_p``: ``log_probs(logits)`` if the caller has it already (saves a log-softmax).
+    """
+    if log_p is None:
+        log_p = log_probs(logits)
+    return F.nll_loss(log_p, target, ignore_index=ignore_index, reduction="none")
 
 
 def ce_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
@@ -32,8 +43,12 @@ def kl_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperatu
 
     (N, K, H, W), (N, K, H, W) -> (N, H, W). Not multiplied by T² (callers do that once).
     """
-    log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
-    log_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    return kl_from_log_probs(log_probs(teacher_logits.detach(), temperature), log_probs(student_logits, temperature))
+
+
+def kl_from_log_probs(log_t: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
+    """Per-pixel KL(p_t ‖ p_s) from log-probabilities; the teacher's are detached here."""
+    log_t = log_t.detach()
     return (log_t.exp() * (log_t - log_s)).sum(dim=1)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from cotrain.losses.basic import cosine_distance_map, kl_map, masked_mean, pixel_ce_map
+from cotrain.losses.basic import cosine_distance_map, kl_from_log_probs, log_probs, masked_mean, pixel_ce_map
 
 
 def pixel_teacher_mask(ce_cnn: torch.Tensor, ce_vit: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -42,9 +42,17 @@ def region_teacher_mask(ce_cnn: torch.Tensor, ce_vit: torch.Tensor, valid: torch
 def pixel_terms(logits_cnn: torch.Tensor, logits_vit: torch.Tensor, cnn_teaches: torch.Tensor,
                 valid: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """L_P^C over m = 0 pixels (ViT teaches) and L_P^V over m = 1 pixels, each × T²."""
+    return pixel_terms_from_log_probs(log_probs(logits_cnn, temperature), log_probs(logits_vit, temperature),
+                                      cnn_teaches, valid, temperature)
+
+
+def pixel_terms_from_log_probs(log_cnn: torch.Tensor, log_vit: torch.Tensor, cnn_teaches: torch.Tensor,
+                               valid: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pixel_terms`` from each student's log-probabilities at T: one log-softmax per student
+    serves both directions (each side's teacher copy is detached)."""
     scale = temperature ** 2
-    loss_cnn = masked_mean(kl_map(logits_vit, logits_cnn, temperature), valid & ~cnn_teaches)
-    loss_vit = masked_mean(kl_map(logits_cnn, logits_vit, temperature), cnn_teaches)
+    loss_cnn = masked_mean(kl_from_log_probs(log_vit, log_cnn), valid & ~cnn_teaches)
+    loss_vit = masked_mean(kl_from_log_probs(log_cnn, log_vit), cnn_teaches)
     return loss_cnn * scale, loss_vit * scale
 
 
@@ -64,9 +72,12 @@ def bsd_pixel_loss(logits_cnn: torch.Tensor, logits_vit: torch.Tensor, target: t
                    ignore_index: int = 255, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-wise BSD. (N, K, H, W) ×2, (N, H, W) -> (loss_cnn, loss_vit), scalars."""
     valid = target != ignore_index
-    mask = pixel_teacher_mask(pixel_ce_map(logits_cnn, target, ignore_index),
-                              pixel_ce_map(logits_vit, target, ignore_index), valid)
-    return pixel_terms(logits_cnn, logits_vit, mask, valid, temperature)
+    log_cnn, log_vit = log_probs(logits_cnn), log_probs(logits_vit)
+    mask = pixel_teacher_mask(pixel_ce_map(logits_cnn, target, ignore_index, log_cnn),
+                              pixel_ce_map(logits_vit, target, ignore_index, log_vit), valid)
+    if temperature != 1.0:
+        log_cnn, log_vit = log_probs(logits_cnn, temperature), log_probs(logits_vit, temperature)
+    return pixel_terms_from_log_probs(log_cnn, log_vit, mask, valid, temperature)
 
 
 def bsd_region_loss(feat_cnn: torch.Tensor, feat_vit: torch.Tensor, logits_cnn: torch.Tensor,

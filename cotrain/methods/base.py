@@ -8,7 +8,7 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
-from cotrain.losses import pixel_teacher_mask, region_teacher_mask
+from cotrain.losses import log_probs, pixel_teacher_mask, region_teacher_mask
 from cotrain.models.students import Student, StudentOutput
 
 
@@ -50,6 +50,8 @@ class PairContext:
         target: (N, H, W) labels; ``valid`` marks non-ignored pixels.
         ce_cnn, ce_vit: (N, H, W) per-pixel CE maps (0 at ignored pixels), computed once
             and shared by the CE loss and the teacher masks.
+        log_p_cnn, log_p_vit: (N, K, H, W) log-softmax of the logits at T = 1, from which
+            the CE maps came; pixel-wise KD reuses them (see ``log_probs_at``).
     """
 
     cnn: Student
@@ -61,7 +63,15 @@ class PairContext:
     valid: torch.Tensor
     ce_cnn: torch.Tensor
     ce_vit: torch.Tensor
+    log_p_cnn: torch.Tensor
+    log_p_vit: torch.Tensor
     _region_cache: dict = field(default_factory=dict)
+
+    def log_probs_at(self, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CNN, ViT) log-probabilities at temperature T; T = 1 reuses the ones the CE came from."""
+        if temperature == 1.0:
+            return self.log_p_cnn, self.log_p_vit
+        return log_probs(self.out_cnn.logits, temperature), log_probs(self.out_vit.logits, temperature)
 
     @cached_property
     def pixel_mask(self) -> torch.Tensor:

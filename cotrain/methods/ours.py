@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from cotrain.losses import hfd_loss, pixel_terms, region_terms
+from cotrain.losses import hfd_loss, pixel_terms_from_log_probs, region_terms
 from cotrain.methods.base import LossOptions, Method, PairContext, register_method
 from cotrain.models import Gamma, Student
 
@@ -34,8 +34,8 @@ class Ours(Method):
         o, zero = self.options, ctx.zero()
         hfd_c, hfd_v = self.hfd(ctx) if o.hfd else (zero, zero)
         reg_c, reg_v = self.region(ctx) if o.bsd_region else (zero, zero)
-        pix_c, pix_v = (pixel_terms(ctx.out_cnn.logits, ctx.out_vit.logits, ctx.pixel_mask, ctx.valid,
-                                    o.temperature) if o.bsd_pixel else (zero, zero))
+        pix_c, pix_v = (pixel_terms_from_log_probs(*ctx.log_probs_at(o.temperature), ctx.pixel_mask, ctx.valid,
+                                                   o.temperature) if o.bsd_pixel else (zero, zero))
         extra_c = o.beta * hfd_c + o.gamma * (reg_c + o.alpha * pix_c)
         extra_v = o.beta * hfd_v + o.gamma * (reg_v + o.alpha * pix_v)
         named = {"hfd_cnn": hfd_c, "hfd_vit": hfd_v, "bsd_r_cnn": reg_c, "bsd_r_vit": reg_v,

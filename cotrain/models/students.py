@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,6 +84,8 @@ def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weigh
         weights: ``"imagenet"`` (smp's pretrained encoder, needs the model hub), ``None``
             (random init) or a path to a local state-dict file (encoder or whole model).
     """
+    import segmentation_models_pytorch as smp  # here, not at the top: Ray's driver-side processes skip it
+
     get_encoder_spec(encoder_name, kind)
     hub_weights = "imagenet" if weights == "imagenet" else None
     if kind == "cnn":

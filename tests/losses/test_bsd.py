@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from cotrain.losses import (bsd_pixel_loss, bsd_region_loss, ce_loss, hfd_loss, kl_map, masked_mean,
-                            pixel_teacher_mask, region_ce)
+from cotrain.losses import (bsd_pixel_loss, bsd_region_loss, ce_loss, hfd_loss, kl_map, log_probs, masked_mean,
+                            pixel_teacher_mask, pixel_terms_from_log_probs, region_ce)
 
 IGNORE = 255
 
@@ -173,6 +173,17 @@ def test_pixel_bsd_teacher_side_is_detached():
     assert g_cv is None or not g_cv.any()
     assert g_vc is None or not g_vc.any()
     assert g_cc.abs().sum() > 0 and g_vv.abs().sum() > 0
+
+
+@pytest.mark.parametrize("t", [1.0, 3.0])
+def test_pixel_terms_from_one_log_softmax_per_student_equal_two_kl_maps(t: float):
+    torch.manual_seed(1)
+    logits_c, logits_v = torch.randn(2, 5, 6, 6), torch.randn(2, 5, 6, 6)
+    valid = torch.rand(2, 6, 6) > 0.2
+    cnn_teaches = (torch.rand(2, 6, 6) > 0.5) & valid
+    loss_c, loss_v = pixel_terms_from_log_probs(log_probs(logits_c, t), log_probs(logits_v, t), cnn_teaches, valid, t)
+    close(loss_c, t * t * float(kl_map(logits_v, logits_c, t)[valid & ~cnn_teaches].mean()))
+    close(loss_v, t * t * float(kl_map(logits_c, logits_v, t)[cnn_teaches].mean()))
 
 
 # ---------------------------------------------------------------- region-wise BSD

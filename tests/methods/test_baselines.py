@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cotrain.config import TrainConfig
+from cotrain.losses import log_probs
 from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble
 from cotrain.methods import METHODS, LossOptions, PairContext, get_method
 from cotrain.models import StudentOutput
@@ -27,7 +28,8 @@ def _ctx(z_c: torch.Tensor, z_v: torch.Tensor, target: torch.Tensor,
          last_c: torch.Tensor | None = None, last_v: torch.Tensor | None = None) -> PairContext:
     """A PairContext from hand-written tensors (students unused by these methods' logit/feature math)."""
     zeros = torch.zeros(target.shape)
-    return PairContext(None, None, None, _out(z_c, last_c), _out(z_v, last_v), target, target != 255, zeros, zeros)
+    return PairContext(None, None, None, _out(z_c, last_c), _out(z_v, last_v), target, target != 255, zeros, zeros,
+                       log_probs(z_c), log_probs(z_v))
 
 
 def _terms(name: str, ctx: PairContext, **options) -> dict[str, torch.Tensor]:

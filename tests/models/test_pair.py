@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 
+from cotrain.losses import bsd_pixel_loss
 from cotrain.methods import LossOptions, get_method
 from cotrain.models import encoder_names
 from cotrain.models.pair import StudentPair, build_pair
@@ -122,6 +123,20 @@ def test_losses_dict_keys_and_weighting():
         expected = (losses[f"ce_{side}"] + beta * losses[f"hfd_{side}"]
                     + gamma * (losses[f"bsd_r_{side}"] + alpha * losses[f"bsd_p_{side}"]))
         torch.testing.assert_close(losses[side].detach(), expected)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_pair_pixel_terms_equal_the_functional_bsd_pixel_loss(temperature: float):
+    torch.manual_seed(0)
+    pair = build_pair("mobilenet_v2", "mit_b0", K, weights=None, hfd=False, bsd_region=False,
+                      temperature=temperature)
+    pair.eval()  # fixed BatchNorm statistics: the students' second forward gives the same logits
+    images, target = batch(3)
+    losses = pair.losses(images, target)
+    with torch.no_grad():
+        expected = bsd_pixel_loss(pair.cnn(images).logits, pair.vit(images).logits, target, temperature=temperature)
+    torch.testing.assert_close(losses["bsd_p_cnn"], expected[0])
+    torch.testing.assert_close(losses["bsd_p_vit"], expected[1])
 
 
 def test_build_pair_rejects_bad_options():
