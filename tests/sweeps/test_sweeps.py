@@ -13,6 +13,9 @@ from tests.conftest import run_script
 
 TABLE_SCRIPTS = {"components": 4, "bsd_components": 4, "pairs": 4, "alpha_sensitivity": 6,
                  "beta_sensitivity": 5, "gamma_sensitivity": 6, "methods": 12}
+# The table scripts not run for real elsewhere (alpha: the session fixture; methods: its own test).
+OTHER_TABLES = {"components": "4", "bsd_components": "5", "pairs": "6", "beta_sensitivity": "8",
+                "gamma_sensitivity": "9"}
 
 
 def trial_configs(experiment: Path) -> list[dict]:
@@ -35,6 +38,33 @@ def test_every_table_script_validates_its_grid(repo: Path, tmp_path: Path, scrip
     assert done.stdout.startswith(f"{trials} trials ({trials} cells x 1 seeds)")
     assert "method=vanilla" in done.stdout  # every table carries the Vanilla runs its Δ needs
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def table_rows(markdown: str, heading: str) -> list[str]:
+    """The body rows of the markdown table under ``heading``."""
+    lines = markdown.split(heading, 1)[1].splitlines()
+    rows = [line for line in lines[1:] if line.startswith("|")] if lines else []
+    return rows[2:]  # header and separator
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(OTHER_TABLES))
+def test_table_script_runs_its_smoke_sweep_and_renders_its_table(repo: Path, tmp_path: Path, script: str) -> None:
+    table, trials = OTHER_TABLES[script], TABLE_SCRIPTS[script]
+    done = run_script([str(repo / "sweeps" / f"{script}.py"), "--preset", "smoke", "--storage", str(tmp_path),
+                       "--name", "t", "--quiet"], cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    configs = trial_configs(tmp_path / "t")
+    assert len(configs) == trials and {c["table"] for c in configs} == {table}
+    for trial in (p.parent for p in (tmp_path / "t").glob("*/params.json")):
+        assert last_report(trial)["epoch"] == 2  # every trial ran to the end
+    tables = run_script([str(repo / "analysis" / "make_tables.py"), "--results", str(tmp_path), "--no-plots"],
+                        cwd=tmp_path)
+    assert tables.returncode == 0, tables.stderr
+    assert f"({trials} trials: {trials} finished, 0 failed, 0 unfinished)" in tables.stdout + tables.stderr
+    rows = table_rows(tables.stdout, f"### Table {table}:")
+    assert rows and not any("—" in row for row in rows), tables.stdout  # every cell has a number
+    assert (tmp_path / "tables" / f"table{table}.md").is_file()
 
 
 @pytest.mark.slow
