@@ -35,8 +35,9 @@ def _finished(trial, epochs: int = 2) -> bool:
 
 
 def test_sigkilled_sweep_resumes_keeping_finished_trials(tmp_path):
-    # One trial at a time (each worker asks for 1.9 CPUs), so one finishes while the other is still running.
-    script = write_sweep(tmp_path, [{"method": "vanilla"}, {"method": "ours", "alpha": 1.0}])
+    # One trial at a time (each worker asks for 1.9 CPUs), so one finishes while the other is still running;
+    # the second trial's epochs are longer (30 steps), so the kill lands between its two epochs.
+    script = write_sweep(tmp_path, [{"method": "vanilla"}, {"method": "ours", "alpha": 1.0, "max_train_steps": 30}])
     storage, experiment = tmp_path / "results", tmp_path / "results" / "x"
     flags = ["--preset", "smoke", "--storage", str(storage), "--name", "x", "--cpus-per-trial", "1.9", "--quiet"]
     driver = launch([str(script), *flags], tmp_path / "first.log")
