@@ -40,7 +40,7 @@ PAIR_CASES = {
 }
 COLUMNS = ("case", "step_s_median", "step_s_min", "step_s_iqr", "steps_timed", "peak_mem_mb", "peak_rss_mb",
            "step_ratio_vs_vanilla", "mem_ratio_vs_vanilla", "images_per_s", "note")
-STARTUP_S = 20.0  # TorchTrainer + Ray worker start-up per trial (bench_overhead: ~20 s on 2 CPU cores)
+STARTUP_S = 29.0  # fixed cost of a trial through Tune + TorchTrainer (bench_overhead: 28.7-32.7 s, 2 CPU cores)
 # Fallback step times when nothing was measured: MobileNetV2 + MiT-B1, batch 4, HFD + BSD.
 REFERENCE_STEP_S = {"cpu": (0.5, 128), "cuda": (0.12, 512)}  # (seconds, crop side)
 
