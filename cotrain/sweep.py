@@ -15,6 +15,7 @@ from cotrain.cli import OneLineParser, check_storage, default_name, fail, guarde
 from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
 
 VANILLA: dict[str, Any] = {"method": "vanilla"}
+SEARCHED = ("hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma")  # what search.py varies
 PAPER_PAIR = "mobilenet_v2+mit_b1"
 # The paper's students are too slow for a CPU run; smoke/cpu presets swap in the smallest ones.
 _SMALLEST = {"mobilenet_v2+mit_b1": "mobilenet_v2+mit_b0", "resnet50+mit_b2": "resnet18+mit_b0",
@@ -241,7 +242,7 @@ def summarise(grid, storage: str, name: str) -> int:
     for result in grid:
         cfg = result.config or {}
         cell = {**cfg, **cfg.get("cell", {})}
-        searched = {k: cell[k] for k in ("hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma") if k in cell}
+        searched = {k: cell[k] for k in SEARCHED if k in cell}
         label = ", ".join(f"{k}={v}" for k, v in (cfg.get("cell") or searched).items())
         if result.error:
             failed += 1
@@ -331,8 +332,7 @@ def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
     common = run_options(args)
     storage = common["storage"]
     metric = OBJECTIVES[args.objective]
-    searched = {"hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma"}
-    constants = {k: v for k, v in base.to_dict().items() if k not in searched}
+    constants = {k: v for k, v in base.to_dict().items() if k not in SEARCHED}
     with ray_session(cluster=args.cluster, quiet=args.quiet):
         vanilla_name = f"{name}-vanilla"
         vanilla = run_experiment(param_space(base.replace(method="vanilla"), [{}], 1), name=vanilla_name,

@@ -19,14 +19,13 @@ def log_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return F.log_softmax(logits.float() / temperature, dim=1)
 
 
-def pixel_ce_map(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
-                 log_p: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-pixel cross-entropy. (N, K, H, W), (N, H, W) -> (N, H, W), 0 at ignored pixels.
+def pixel_ce_map(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Per-pixel cross-entropy. (N, K, H, W), (N, H, W) -> (N, H, W), 0 at ignored pixels."""
+    return nll_map(log_probs(logits), target, ignore_index)
 
-    ``log_p``: ``log_probs(logits)`` if the caller has it already (saves a log-softmax).
-    """
-    if log_p is None:
-        log_p = log_probs(logits)
+
+def nll_map(log_p: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """``pixel_ce_map`` from log-probabilities already at hand (saves a log-softmax)."""
     return F.nll_loss(log_p, target, ignore_index=ignore_index, reduction="none")
 
 
@@ -43,7 +42,7 @@ def kl_map(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperatu
 
     (N, K, H, W), (N, K, H, W) -> (N, H, W). Not multiplied by T² (callers do that once).
     """
-    return kl_from_log_probs(log_probs(teacher_logits.detach(), temperature), log_probs(student_logits, temperature))
+    return kl_from_log_probs(log_probs(teacher_logits, temperature), log_probs(student_logits, temperature))
 
 
 def kl_from_log_probs(log_t: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:

@@ -72,12 +72,9 @@ def bsd_pixel_loss(logits_cnn: torch.Tensor, logits_vit: torch.Tensor, target: t
                    ignore_index: int = 255, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-wise BSD. (N, K, H, W) ×2, (N, H, W) -> (loss_cnn, loss_vit), scalars."""
     valid = target != ignore_index
-    log_cnn, log_vit = log_probs(logits_cnn), log_probs(logits_vit)
-    mask = pixel_teacher_mask(pixel_ce_map(logits_cnn, target, ignore_index, log_cnn),
-                              pixel_ce_map(logits_vit, target, ignore_index, log_vit), valid)
-    if temperature != 1.0:
-        log_cnn, log_vit = log_probs(logits_cnn, temperature), log_probs(logits_vit, temperature)
-    return pixel_terms_from_log_probs(log_cnn, log_vit, mask, valid, temperature)
+    mask = pixel_teacher_mask(pixel_ce_map(logits_cnn, target, ignore_index),
+                              pixel_ce_map(logits_vit, target, ignore_index), valid)
+    return pixel_terms(logits_cnn, logits_vit, mask, valid, temperature)
 
 
 def bsd_region_loss(feat_cnn: torch.Tensor, feat_vit: torch.Tensor, logits_cnn: torch.Tensor,

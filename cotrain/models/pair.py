@@ -6,7 +6,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from cotrain.losses import log_probs, masked_mean, pixel_ce_map
+from cotrain.losses import log_probs, masked_mean, nll_map
 from cotrain.methods import LossOptions, Method, PairContext, get_method
 from cotrain.models.students import Student, Weights, build_student
 
@@ -54,8 +54,8 @@ class StudentPair(nn.Module):
         valid = target != self.ignore_index
         log_c, log_v = log_probs(out_c.logits), log_probs(out_v.logits)
         return PairContext(self.cnn, self.vit, images, out_c, out_v, target, valid,
-                           pixel_ce_map(out_c.logits, target, self.ignore_index, log_c),
-                           pixel_ce_map(out_v.logits, target, self.ignore_index, log_v), log_c, log_v)
+                           nll_map(log_c, target, self.ignore_index), nll_map(log_v, target, self.ignore_index),
+                           log_c, log_v)
 
     def parameters_of(self, side: str) -> list[nn.Parameter]:
         """Trainable parameters of one side: its student and its own Γs (what its optimizer gets)."""

@@ -45,7 +45,7 @@ def test_table_script_dry_run_lists_its_grid_and_writes_nothing(repo: Path, tmp_
 def table_rows(markdown: str, heading: str) -> list[str]:
     """The body rows of the markdown table under ``heading``."""
     lines = markdown.split(heading, 1)[1].splitlines()
-    rows = [line for line in lines[1:] if line.startswith("|")] if lines else []
+    rows = [line for line in lines[1:] if line.startswith("|")]
     return rows[2:]  # header and separator
 
 
