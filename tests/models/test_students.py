@@ -109,7 +109,7 @@ def test_unknown_encoder_names_the_allowed_ones():
         build_student("cnn", "mit_b1", 3)
 
 
-# ---------------------------------------------------------------- sizes (METHOD.md, "Students")
+# ---------------------------------------------------------------- sizes (docs/method.md, "Students")
 
 @pytest.mark.parametrize("kind,name,millions", [("cnn", "mobilenet_v2", 4.4), ("cnn", "resnet50", 26.7),
                                                 ("vit", "mit_b1", 13.7), ("vit", "mit_b2", 24.7)])
