@@ -149,7 +149,7 @@ def _build_case(settings: Settings, case: str):
     cfg = case_config(settings, case)
     device = torch.device(cfg.device)
     if case in PAIR_CASES:
-        pair = build_pair(cfg.cnn, cfg.vit, settings.num_classes, None, cfg.method, **cfg.loss_options())
+        pair = build_pair(cfg.cnn, cfg.vit, settings.num_classes, None, cfg.method, **cfg.pair_options())
         pair = prepare_pair(pair, cfg, device)
         optimizers, schedulers = build_optimizers(pair, cfg, 10**9)
         model = pair

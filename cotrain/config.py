@@ -15,8 +15,13 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+from cotrain.losses.bsd import BSD_NORMS
 from cotrain.methods import METHODS
+from cotrain.methods.ifvd import IFVD_FEATURES
+from cotrain.methods.kdcl import KDCL_MODES
 from cotrain.models.registry import encoder_names
+
+UPDATE_ORDERS = ("joint", "sequential")
 
 
 class ConfigError(ValueError):
@@ -46,6 +51,22 @@ def _fraction(v: float) -> Optional[str]:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def parse_grid(text: str) -> Optional[tuple[int, int]]:
+    """``"4x8"`` -> (4, 8); None when malformed."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def parse_rates(text: str) -> Optional[tuple[int, int, int]]:
+    """``"6,12,18"`` -> (6, 12, 18); None when malformed."""
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
 def _dataset_names() -> list[str]:
     from cotrain.data import DATASETS  # late import: the data package is heavier
     return sorted(DATASETS)
@@ -64,7 +85,7 @@ class TrainConfig:
     vit: str = _f("mit_b1", "ViT student encoder (SegFormer)", _one_of(lambda: encoder_names("vit")))
     weights: Optional[str] = _f(None, "encoder weights: imagenet, none or a state-dict path")
     num_classes: Optional[int] = _f(None, "classes K (default: the dataset's)", _at_least(2))
-    # method and losses (METHOD.md defaults)
+    # method and losses (docs/method.md defaults)
     method: str = _f("ours", "collaborative-learning method", _one_of(lambda: sorted(METHODS)))
     alpha: float = _f(1.0, "weight of pixel-wise BSD inside BSD", _nonneg)
     beta: float = _f(0.1, "weight of HFD", _nonneg)
@@ -74,8 +95,20 @@ class TrainConfig:
     bsd_region: bool = _f(True, "region-wise BSD")
     bsd_pixel: bool = _f(True, "pixel-wise BSD")
     region_dim: int = _f(256, "common channel count D̂ of region features", _at_least(1))
-    kd_weight: float = _f(1.0, "weight of a baseline's KD term", _nonneg)
-    kdcl_mode: str = _f("mean", "KDCL ensemble: mean or minlogit", _one_of(lambda: ["mean", "minlogit"]))
+    region_grid: Optional[str] = _f(None, "region grid HxW of region-wise BSD, e.g. 4x4 (default: MiT stage-4 grid)",
+                                    lambda v: None if parse_grid(v) else "must be HxW with H, W >= 1, e.g. 4x4")
+    bsd_norm: str = _f("batch", "BSD masked means over the batch's or each image's selected positions",
+                       _one_of(lambda: list(BSD_NORMS)))
+    aspp_rates: str = _f("6,12,18", "DeepLabV3+ ASPP dilation rates (output stride 16: 6,12,18)",
+                         lambda v: None if parse_rates(v) else "must be three comma-separated integers >= 1")
+    kd_weight: float = _f(1.0, "weight of a baseline's KD term (Offline KD, DML, KDCL)", _nonneg)
+    kdcl_mode: str = _f("minlogit", "KDCL soft target", _one_of(lambda: list(KDCL_MODES)))
+    ifvd_weight: float = _f(200.0, "IFVD: weight λ_ifv of the IFV term", _nonneg)
+    ifvd_kd_weight: float = _f(10.0, "IFVD: weight of its pixel-wise KD term", _nonneg)
+    ifvd_features: str = _f("decoder", "IFVD features: decoder (before the classifier) or last (encoder)",
+                            _one_of(lambda: list(IFVD_FEATURES)))
+    update_order: str = _f("joint", "joint: both students step on one forward; sequential: CNN steps, "
+                           "recompute, ViT steps (DML's order)", _one_of(lambda: list(UPDATE_ORDERS)))
     teacher_cnn: Optional[str] = _f(None, "offline KD: frozen CNN teacher checkpoint (teaches the ViT)")
     teacher_vit: Optional[str] = _f(None, "offline KD: frozen ViT teacher checkpoint (teaches the CNN)")
     # data
@@ -118,6 +151,13 @@ class TrainConfig:
         if self.crop_size % 32:
             raise ConfigError(f"crop_size={self.crop_size} is invalid: must be a multiple of 32 "
                               "(MiT stage 4 and DeepLabV3+ output stride)")
+        grid = parse_grid(self.region_grid) if self.region_grid else (1, 1)
+        if self.crop_size % grid[0] or self.crop_size % grid[1]:
+            raise ConfigError(f"region_grid={self.region_grid} is invalid: both sides must divide "
+                              f"crop_size={self.crop_size}")
+        if self.update_order == "sequential" and self.workers > 1:
+            raise ConfigError("update_order=sequential is invalid with workers > 1: allowed with one worker "
+                              "(each step's two backward passes reach one student each, which DDP rejects)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -132,9 +172,14 @@ class TrainConfig:
         return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
     def loss_options(self) -> dict[str, Any]:
-        """The ``LossOptions`` part, as keyword arguments of ``build_pair``."""
+        """The ``LossOptions`` part, parsed, as keyword arguments of ``build_pair``."""
         from cotrain.methods import LossOptions
-        return {k: getattr(self, k) for k in LossOptions.names() if hasattr(self, k)}
+        values = {k: getattr(self, k) for k in LossOptions.names() if hasattr(self, k)}
+        return {**values, "region_grid": parse_grid(self.region_grid) if self.region_grid else None}
+
+    def pair_options(self) -> dict[str, Any]:
+        """Every keyword argument of ``build_pair`` besides encoders, classes, weights and method."""
+        return {"aspp_rates": parse_rates(self.aspp_rates), **self.loss_options()}
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return TrainConfig.from_dict({**self.to_dict(), **changes})

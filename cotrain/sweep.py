@@ -31,7 +31,7 @@ class SweepSpec:
         script: the script's name (``alpha_sensitivity``); the default experiment name starts with it.
         table: the paper table it regenerates (``"7"``; ``"methods"`` for Tables 1-3).
         cells: config overrides, one per table cell; include ``VANILLA`` for Δ.
-        fixed: settings every cell shares (METHOD.md's "fixed" column).
+        fixed: settings every cell shares (docs/method.md, "Which configuration each table uses").
         pairs: default ``cnn+vit`` pairs.
         metric: what a search optimises (grids only record it).
     """

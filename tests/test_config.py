@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -103,3 +104,51 @@ def test_loss_options_follow_config():
     cfg = resolve("smoke", overrides={"alpha": 0.5, "bsd_pixel": False, "temperature": 2})
     options = cfg.loss_options()
     assert options["alpha"] == 0.5 and options["bsd_pixel"] is False and options["temperature"] == 2.0
+
+
+@pytest.mark.parametrize("key,value,named", [
+    ("region_grid", "4", "region_grid='4' is invalid: must be HxW"),
+    ("region_grid", "0x4", "must be HxW with H, W >= 1"),
+    ("region_grid", "5x5", "region_grid=5x5 is invalid: both sides must divide crop_size=64"),
+    ("aspp_rates", "6,12", "aspp_rates='6,12' is invalid: must be three comma-separated integers"),
+    ("bsd_norm", "pixel", "bsd_norm='pixel' is invalid: allowed: batch, image"),
+    ("kdcl_mode", "mean", "kdcl_mode='mean' is invalid: allowed: minlogit, naive, logit_mean"),
+    ("ifvd_features", "stage3", "allowed: decoder, last"),
+    ("update_order", "random", "allowed: joint, sequential"),
+])
+def test_method_options_are_validated(key, value, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        resolve("smoke", overrides={key: value})
+
+
+def test_sequential_update_needs_one_worker():
+    with pytest.raises(ConfigError, match="update_order=sequential is invalid with workers > 1"):
+        resolve("smoke", overrides={"update_order": "sequential", "workers": 2})
+
+
+def test_method_options_reach_build_pair():
+    cfg = resolve("smoke", overrides={"region_grid": "4x2", "aspp_rates": "1,2,3", "bsd_norm": "image",
+                                      "kdcl_mode": "naive", "ifvd_weight": 5, "ifvd_features": "last"})
+    options = cfg.pair_options()
+    assert options["region_grid"] == (4, 2) and options["aspp_rates"] == (1, 2, 3)
+    assert (options["bsd_norm"], options["kdcl_mode"], options["ifvd_weight"], options["ifvd_features"]) == \
+        ("image", "naive", 5.0, "last")
+    assert resolve("smoke").pair_options()["region_grid"] is None
+
+
+def test_method_options_are_cli_flags():
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    args = parser.parse_args(["--region-grid", "2x2", "--bsd-norm", "image", "--ifvd-kd-weight", "0",
+                              "--update-order", "sequential", "--preset", "smoke"])
+    cfg = config_from_args(args)
+    assert (cfg.region_grid, cfg.bsd_norm, cfg.ifvd_kd_weight, cfg.update_order) == ("2x2", "image", 0.0, "sequential")
+
+
+def test_method_options_are_sweep_sets():
+    from cotrain.sweep import parse_sets
+
+    sets = parse_sets(["region_grid=4x4", "aspp_rates=12,24,36", "kdcl_mode=naive", "ifvd_weight=1"])
+    cfg = resolve("smoke", overrides=sets)
+    assert cfg.pair_options()["region_grid"] == (4, 4) and cfg.pair_options()["aspp_rates"] == (12, 24, 36)
+    assert cfg.kdcl_mode == "naive" and cfg.ifvd_weight == 1.0

@@ -54,7 +54,8 @@ def load_pair_from_checkpoint(path: Path, device: str = "cpu"):
     state = load_state(path)
     cfg = TrainConfig.from_dict(state["config"])
     # Predicting needs only the students; the method's own parts (Γs, offline teachers) are skipped.
-    pair = build_pair(cfg.cnn, cfg.vit, state["num_classes"], None, "vanilla")
+    pair = build_pair(cfg.cnn, cfg.vit, state["num_classes"], None, "vanilla",
+                      aspp_rates=cfg.pair_options()["aspp_rates"])
     students = {k: v for k, v in state["pair"].items() if k.startswith(("cnn.", "vit."))}
     pair.load_state_dict(students)
     return pair.to(device).eval(), state["config"]

@@ -8,6 +8,9 @@ Two stages, in this order:
 2. :meth:`EvalProtocol.predict` runs on the normalised batch; it pads with 0, which
    is the mean colour after normalisation, to sides divisible by ``pad_multiple``
    (both students need multiples of 32) and crops the logits back.
+
+Logits are cast to fp32 as they leave the model: under bf16 autocast the argmax and the
+sliding-window sums would otherwise run in bf16 (8 bits of mantissa), which flips close calls.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ class EvalProtocol:
             images: float (N, 3, H, W), normalised.
 
         Returns:
-            Logits (N, K, H, W).
+            fp32 logits (N, K, H, W).
         """
         if self.kind == "sliding":
             return self._predict_sliding(model_fn, images)
@@ -157,12 +160,12 @@ def padded_forward(model_fn: ModelFn, images: torch.Tensor, multiple: int) -> to
         images: float (N, 3, H, W), normalised.
 
     Returns:
-        Logits (N, K, H, W).
+        fp32 logits (N, K, H, W), whatever precision the model ran in.
     """
     height, width = images.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
     logits = model_fn(F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images)
-    return logits[..., :height, :width]
+    return logits[..., :height, :width].float()
 
 
 def _pad_to_at_least(

@@ -72,7 +72,7 @@ def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
     train_set, spec = build_train_data(cfg)
     val_set, protocol = build_eval_data(cfg, spec)
     num_classes = cfg.num_classes or spec.num_classes
-    pair = build_pair(cfg.cnn, cfg.vit, num_classes, _weights(cfg.weights), cfg.method, **cfg.loss_options())
+    pair = build_pair(cfg.cnn, cfg.vit, num_classes, _weights(cfg.weights), cfg.method, **cfg.pair_options())
     pair = prepare_pair(pair, cfg, device)
     train_loader = _train_loader(train_set, cfg, device)
     if distributed:  # each worker takes its shard through a DistributedSampler
@@ -187,21 +187,36 @@ def train_one_epoch(run: Run, epoch: int, log: Callable[[str], None] = print) ->
 
 
 def training_step(run: Run, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Forward both students once, one backward on L^C + L^V, then each optimiser steps."""
+    """Forward both students once, one backward on L^C + L^V, then each optimiser steps.
+
+    With ``update_order=sequential`` (DML's order, docs/method.md "DML"): the CNN steps on
+    L^C, both students run again, then the ViT steps on L^V computed against the updated CNN.
+    """
     images = images.to(run.device, non_blocking=True)
     target = target.to(run.device, non_blocking=True)
     with autocast(run):
         losses = run.model(images, target)
     inject_faults(run, losses)  # COTRAIN_FAULT, set by reliability tests; a no-op when unset
-    for optimizer in run.optimizers.values():
-        optimizer.zero_grad(set_to_none=True)
+    if run.cfg.update_order == "sequential":
+        step_sides(run, ["cnn"], losses["cnn"])
+        with autocast(run):
+            again = run.model(images, target)
+        step_sides(run, ["vit"], again["vit"])
+        return {**losses, **{k: v for k, v in again.items() if k == "vit" or k.endswith("_vit")}}
     # One backward is exact: L^C reaches only θ^C and its Γs, L^V only θ^V and its Γs.
     # (Iterating the optimisers' sides lets a single student, as in ``cotrain.bench``, use this step.)
-    sum(losses[side] for side in run.optimizers).backward()
-    for side, optimizer in run.optimizers.items():
-        optimizer.step()
-        run.schedulers[side].step()
+    step_sides(run, list(run.optimizers), sum(losses[side] for side in run.optimizers))
     return losses
+
+
+def step_sides(run: Run, sides: list[str], loss: torch.Tensor) -> None:
+    """Backward ``loss`` and step the optimisers and schedulers of ``sides``."""
+    for side in sides:
+        run.optimizers[side].zero_grad(set_to_none=True)
+    loss.backward()
+    for side in sides:
+        run.optimizers[side].step()
+        run.schedulers[side].step()
 
 
 def check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:

@@ -14,6 +14,15 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum().clamp(min=1).to(values.dtype)
 
 
+def masked_mean_per_image(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each image's mean of ``values`` where ``mask`` is true; 0 for an image whose mask is empty.
+
+    (N, ...) ×2 -> (N,).
+    """
+    kept = torch.where(mask, values, torch.zeros_like(values)).flatten(1).sum(dim=1)
+    return kept / mask.flatten(1).sum(dim=1).clamp(min=1).to(values.dtype)
+
+
 def log_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log softmax over classes at temperature T, in fp32. (N, K, H, W) -> (N, K, H, W)."""
     return F.log_softmax(logits.float() / temperature, dim=1)
@@ -31,7 +40,7 @@ def nll_map(log_p: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) 
 
 def ce_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
             ce_map: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy averaged over valid pixels (METHOD.md: mean over valid pixels, 255 ignored)."""
+    """Cross-entropy averaged over valid pixels (docs/method.md: mean over valid pixels, 255 ignored)."""
     if ce_map is None:
         ce_map = pixel_ce_map(logits, target, ignore_index)
     return masked_mean(ce_map, target != ignore_index)

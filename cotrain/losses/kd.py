@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cotrain.losses.basic import kl_map, masked_mean
+from cotrain.losses.basic import kl_map, masked_mean, masked_mean_per_image
 
 
 def kd_kl_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, valid: torch.Tensor,
@@ -19,8 +19,25 @@ def kd_kl_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, valid
 
 
 def mean_ensemble(logits: list[torch.Tensor]) -> torch.Tensor:
-    """KDCL-Naive: the average of the students' logits, detached. Each (N, K, H, W) -> (N, K, H, W)."""
+    """The plain average of the students' logits, detached. Each (N, K, H, W) -> (N, K, H, W)."""
     return torch.stack([z.detach().float() for z in logits]).mean(dim=0)
+
+
+def naive_ensemble(logits: list[torch.Tensor], ce_maps: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+    """KDCL-Naive: per image, the logits of the student with the lowest cross-entropy, detached.
+
+    Args:
+        logits: each (N, K, H, W).
+        ce_maps: each student's (N, H, W) per-pixel CE, read where ``valid``.
+        valid: (N, H, W) bool.
+
+    Returns:
+        (N, K, H, W); a tie goes to the first student (the CNN).
+    """
+    image_ce = torch.stack([masked_mean_per_image(ce, valid) for ce in ce_maps])  # (S, N)
+    best = image_ce.argmin(dim=0)                                                  # (N,)
+    stacked = torch.stack([z.detach().float() for z in logits])                    # (S, N, K, H, W)
+    return stacked[best, torch.arange(len(best), device=best.device)]
 
 
 def minlogit_ensemble(logits: list[torch.Tensor], target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -72,6 +89,10 @@ def ifv_map(features: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, n
     return F.cosine_similarity(feats, own, dim=1, eps=1e-8) * valid
 
 
-def ifv_loss(student_ifv: torch.Tensor, teacher_ifv: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """MSE between IFV maps over valid positions, teacher detached. (N, h, w) x3 -> scalar."""
-    return masked_mean((student_ifv - teacher_ifv.detach()) ** 2, valid)
+def ifv_loss(student_ifv: torch.Tensor, teacher_ifv: torch.Tensor) -> torch.Tensor:
+    """MSE between IFV maps over all positions, teacher detached. (N, h, w) ×2 -> scalar.
+
+    Ignored positions are 0 in both maps, so they add 0 but count in the mean, as in the
+    IFVD reference (which sets their cosine to 1 in both maps).
+    """
+    return ((student_ifv - teacher_ifv.detach()) ** 2).mean()

@@ -16,8 +16,10 @@ from cotrain.models.students import Student, StudentOutput
 class LossOptions:
     """Options of every method's losses (each method reads the ones it needs).
 
-    Defaults are METHOD.md's: α = 1, β = 0.1, γ = 1, T = 1, all switches on, D̂ = 256,
-    region grid = the MiT stage-4 grid (``None``).
+    Defaults are docs/method.md's: α = 1, β = 0.1, γ = 1, T = 1, all switches on, D̂ = 256,
+    region grid = the MiT stage-4 grid (``None``), BSD means over the batch; the baselines'
+    defaults are their references' (IFVD: λ_ifv = 200 on decoder features plus λ_kd = 10 pixel KD;
+    KDCL: MinLogit).
     """
 
     alpha: float = 1.0
@@ -29,8 +31,12 @@ class LossOptions:
     bsd_pixel: bool = True
     region_dim: int = 256
     region_grid: Optional[tuple[int, int]] = None
+    bsd_norm: str = "batch"
     kd_weight: float = 1.0
-    kdcl_mode: str = "mean"
+    kdcl_mode: str = "minlogit"
+    ifvd_weight: float = 200.0
+    ifvd_kd_weight: float = 10.0
+    ifvd_features: str = "decoder"
     teacher_cnn: Optional[str] = None
     teacher_vit: Optional[str] = None
 

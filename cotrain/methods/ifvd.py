@@ -1,34 +1,61 @@
 """IFVD: "Intra-class Feature Variation Distillation for Semantic Segmentation" (Wang et al., ECCV 2020).
 
-Mutual form ("the CNN-based and ViT-based students guide each other as teachers", paper §4.1):
-each student matches the other's detached IFV map
-(cosine similarity of each position's last feature to its class prototype) with MSE,
-L^S = CE^S + w·MSE(IFV^S, IFV^other). Prototypes per image as in CIRKD's implementation.
+Mutual form ("the CNN-based and ViT-based students guide each other as teachers", paper §4.1),
+with the IFVD reference implementation's objective and weights (docs/method.md, "IFVD"):
+L^S = CE^S + λ_ifv·MSE(IFV^S, IFV^other) + λ_kd·KL(p^other ‖ p^S), the other student detached,
+λ_ifv = 200 and λ_kd = 10 at T = 1. The IFV map is the cosine similarity of each position's
+feature to its ground-truth class prototype in the same image. Features: the decoder outputs
+(right before the classifier; both students' are at H/4) by default, or ``ifvd_features=last``:
+the last encoder stage, CNN average-pooled to the ViT's H/32 grid. The reference's adversarial
+holistic term is not included.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from cotrain.losses.kd import ifv_loss, ifv_map, labels_on_grid
-from cotrain.methods.base import Method, PairContext, register_method
+from cotrain.losses.kd import ifv_loss, ifv_map, kd_kl_loss, labels_on_grid
+from cotrain.methods.base import LossOptions, Method, PairContext, register_method
+from cotrain.models import Student
+
+IFVD_FEATURES = ("decoder", "last")
 
 
 @register_method
 class IFVD(Method):
-    """Mutual intra-class feature variation distillation on the students' last features."""
+    """Mutual intra-class feature variation distillation plus pixel-wise KD."""
 
     name = "ifvd"
-    term_names = ("kd_cnn", "kd_vit")
+    term_names = ("kd_cnn", "kd_vit", "ifv_cnn", "ifv_vit", "pkd_cnn", "pkd_vit")
+
+    def __init__(self, cnn: Student, vit: Student, options: LossOptions) -> None:
+        super().__init__(cnn, vit, options)
+        if options.ifvd_features not in IFVD_FEATURES:
+            raise ValueError(f"ifvd_features={options.ifvd_features!r} is invalid; "
+                             f"allowed: {', '.join(IFVD_FEATURES)}")
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        grid = ctx.default_grid
-        # Common grid = the ViT's H/32 one: CNN H/16 features are average-pooled to it, so both maps share positions.
-        feat_c = F.adaptive_avg_pool2d(ctx.out_cnn.last.float(), grid)
+        o = self.options
+        ifv_c, ifv_v = self.ifv_terms(ctx)
+        pkd_c = kd_kl_loss(ctx.out_vit.logits, ctx.out_cnn.logits, ctx.valid, o.temperature)
+        pkd_v = kd_kl_loss(ctx.out_cnn.logits, ctx.out_vit.logits, ctx.valid, o.temperature)
+        kd_c = o.ifvd_weight * ifv_c + o.ifvd_kd_weight * pkd_c
+        kd_v = o.ifvd_weight * ifv_v + o.ifvd_kd_weight * pkd_v
+        return kd_c, kd_v, {"kd_cnn": kd_c, "kd_vit": kd_v, "ifv_cnn": ifv_c, "ifv_vit": ifv_v,
+                            "pkd_cnn": pkd_c, "pkd_vit": pkd_v}
+
+    def ifv_terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """(MSE of the CNN's IFV map to the ViT's, and the converse), unweighted."""
+        feat_c, feat_v = self.features(ctx)
+        grid = tuple(feat_v.shape[-2:])
         labels, valid = labels_on_grid(ctx.target, ctx.valid, grid)
         k = ctx.out_cnn.logits.shape[1]
-        ifv_c = ifv_map(feat_c, labels, valid, k)
-        ifv_v = ifv_map(ctx.out_vit.last, labels, valid, k)
-        w = self.options.kd_weight
-        kd_c, kd_v = w * ifv_loss(ifv_c, ifv_v, valid), w * ifv_loss(ifv_v, ifv_c, valid)
-        return kd_c, kd_v, {"kd_cnn": kd_c, "kd_vit": kd_v}
+        map_c, map_v = ifv_map(feat_c, labels, valid, k), ifv_map(feat_v, labels, valid, k)
+        return ifv_loss(map_c, map_v), ifv_loss(map_v, map_c)
+
+    def features(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CNN, ViT) features on one common grid."""
+        if self.options.ifvd_features == "decoder":
+            return ctx.out_cnn.decoded, ctx.out_vit.decoded
+        # Last encoder stage: CNN H/16 features average-pooled to the ViT's H/32 grid, so both maps share positions.
+        return F.adaptive_avg_pool2d(ctx.out_cnn.last.float(), ctx.default_grid), ctx.out_vit.last

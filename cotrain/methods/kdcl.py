@@ -1,18 +1,24 @@
 """KDCL: "Online Knowledge Distillation via Collaborative Learning" (Guo et al., CVPR 2020).
 
-Both students distil from one detached ensemble of their logits:
-L^S = CE^S + w·T²·KL(p_ens ‖ p^S), mean over valid pixels. ``kdcl_mode`` picks the ensemble:
-``mean`` (KDCL-Naive, the average logit) or ``minlogit`` (KDCL-MinLogit).
+Both students distil from one detached soft target built from both students:
+L^S = CE^S + w·T²·KL(p_t ‖ p^S), mean over valid pixels. ``kdcl_mode`` picks the target
+(docs/method.md, "KDCL"):
+
+- ``minlogit`` (default, KDCL-MinLogit): per pixel, each student's logits minus its
+  ground-truth logit, element-wise minimum over the students.
+- ``naive`` (KDCL-Naive): per image, the student with the lower cross-entropy is the
+  teacher; its logits are everyone's target (it distils from itself: KL 0).
+- ``logit_mean``: the plain average of the students' logits (not a KDCL variant; kept for comparison).
 """
 from __future__ import annotations
 
 import torch
 
-from cotrain.losses.kd import kd_kl_loss, mean_ensemble, minlogit_ensemble
+from cotrain.losses.kd import kd_kl_loss, mean_ensemble, minlogit_ensemble, naive_ensemble
 from cotrain.methods.base import LossOptions, Method, PairContext, register_method
 from cotrain.models import Student
 
-KDCL_MODES = ("mean", "minlogit")
+KDCL_MODES = ("minlogit", "naive", "logit_mean")
 
 
 @register_method
@@ -37,6 +43,9 @@ class KDCL(Method):
 
     def ensemble(self, logits: list[torch.Tensor], ctx: PairContext) -> torch.Tensor:
         """The detached soft-target logits, (N, K, H, W)."""
-        if self.options.kdcl_mode == "minlogit":
+        mode = self.options.kdcl_mode
+        if mode == "minlogit":
             return minlogit_ensemble(logits, ctx.target, ctx.valid)
+        if mode == "naive":
+            return naive_ensemble(logits, [ctx.ce_cnn, ctx.ce_vit], ctx.valid)
         return mean_ensemble(logits)

@@ -1,6 +1,6 @@
 """HFD + BSD: "A Good Student is Cooperative and Reliable" (Zhu et al., ICCV 2023).
 
-L^C = CE^C + β·HFD^C + γ·(L_R^C + α·L_P^C), and L^V likewise.
+L^C = CE^C + β·HFD^C + γ·(L_R^C + α·L_P^C), and L^V likewise (docs/method.md, "Losses").
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class Ours(Method):
         hfd_c, hfd_v = self.hfd(ctx) if o.hfd else (zero, zero)
         reg_c, reg_v = self.region(ctx) if o.bsd_region else (zero, zero)
         pix_c, pix_v = (pixel_terms_from_log_probs(*ctx.log_probs_at(o.temperature), ctx.pixel_mask, ctx.valid,
-                                                   o.temperature) if o.bsd_pixel else (zero, zero))
+                                                   o.temperature, o.bsd_norm) if o.bsd_pixel else (zero, zero))
         extra_c = o.beta * hfd_c + o.gamma * (reg_c + o.alpha * pix_c)
         extra_v = o.beta * hfd_v + o.gamma * (reg_v + o.alpha * pix_v)
         named = {"hfd_cnn": hfd_c, "hfd_vit": hfd_v, "bsd_r_cnn": reg_c, "bsd_r_vit": reg_v,
@@ -58,4 +58,4 @@ class Ours(Method):
         feat_c = self.cnn_side["gamma_last"](ctx.out_cnn.last, grid)
         feat_v = self.vit_side["gamma_last"](ctx.out_vit.last, grid)
         cnn_teaches, region_valid = ctx.region_masks(grid)
-        return region_terms(feat_c, feat_v, cnn_teaches, region_valid)
+        return region_terms(feat_c, feat_v, cnn_teaches, region_valid, self.options.bsd_norm)

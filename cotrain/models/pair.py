@@ -8,7 +8,7 @@ from torch import nn
 
 from cotrain.losses import log_probs, masked_mean, nll_map
 from cotrain.methods import LossOptions, Method, PairContext, get_method
-from cotrain.models.students import Student, Weights, build_student
+from cotrain.models.students import ASPP_RATES_OS16, Student, Weights, build_student
 
 SIDES = ("cnn", "vit")
 
@@ -42,7 +42,7 @@ class StudentPair(nn.Module):
         ctx = self._context(images, target)
         ce_c, ce_v = masked_mean(ctx.ce_cnn, ctx.valid), masked_mean(ctx.ce_vit, ctx.valid)
         extra_c, extra_v, named = self.method.terms(ctx)
-        region_mask, region_valid = ctx.region_masks()
+        region_mask, region_valid = ctx.region_masks(self.method.options.region_grid)
         out = {"cnn": ce_c + extra_c, "vit": ce_v + extra_v, "ce_cnn": ce_c.detach(), "ce_vit": ce_v.detach()}
         out.update({k: v.detach() for k, v in named.items()})
         out["cnn_teaches_pixels"] = _share(ctx.pixel_mask, ctx.valid)
@@ -71,7 +71,8 @@ def _share(mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def build_pair(cnn: str = "mobilenet_v2", vit: str = "mit_b1", num_classes: int = 21,
                weights: Union[Weights, tuple[Weights, Weights]] = None, method: str = "ours",
-               ignore_index: int = 255, **loss_options) -> StudentPair:
+               ignore_index: int = 255, aspp_rates: tuple[int, ...] = ASPP_RATES_OS16,
+               **loss_options) -> StudentPair:
     """Build a StudentPair.
 
     Args:
@@ -81,6 +82,7 @@ def build_pair(cnn: str = "mobilenet_v2", vit: str = "mit_b1", num_classes: int 
         weights: ``"imagenet"``, ``None`` or a local state-dict path, for both students
             or as a ``(cnn, vit)`` tuple.
         method: a registered method name (``ours``, ``vanilla``, ...).
+        aspp_rates: the CNN's ASPP dilation rates (DeepLabV3+ at output stride 16: 6, 12, 18).
         **loss_options: fields of ``LossOptions`` (``alpha``, ``beta``, ``gamma``,
             ``temperature``, ``hfd``, ``bsd_region``, ``bsd_pixel``, ...).
     """
@@ -90,7 +92,7 @@ def build_pair(cnn: str = "mobilenet_v2", vit: str = "mit_b1", num_classes: int 
     if num_classes < 2:
         raise ValueError(f"num_classes={num_classes} is invalid; need at least 2")
     cnn_w, vit_w = weights if isinstance(weights, tuple) else (weights, weights)
-    cnn_student = build_student("cnn", cnn, num_classes, cnn_w)
+    cnn_student = build_student("cnn", cnn, num_classes, cnn_w, aspp_rates)
     vit_student = build_student("vit", vit, num_classes, vit_w)
     options = LossOptions(**loss_options)
     return StudentPair(cnn_student, vit_student, get_method(method)(cnn_student, vit_student, options),

@@ -26,12 +26,14 @@ class StudentOutput:
         low: (N, C1, H/4, W/4) stride-4 features F_1.
         mid: (N, C2, H/8, W/8) stride-8 features F_2.
         last: (N, Cl, h, w) last encoder features F_l.
+        decoded: (N, Cd, H/4, W/4) decoder output, the features right before the classifier (IFVD).
     """
 
     logits: torch.Tensor
     low: torch.Tensor
     mid: torch.Tensor
     last: torch.Tensor
+    decoded: Optional[torch.Tensor] = None
 
 
 class Student(nn.Module):
@@ -54,16 +56,17 @@ class Student(nn.Module):
     def forward(self, images: torch.Tensor) -> StudentOutput:
         """Run encoder, decoder and head once; (N, 3, H, W) -> StudentOutput."""
         features = self.model.encoder(images)
-        logits = self.model.segmentation_head(self.model.decoder(features))
+        decoded = self.model.decoder(features)
+        logits = self.model.segmentation_head(decoded)
         if logits.shape[-2:] != images.shape[-2:]:
             logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return StudentOutput(logits, features[LOW_INDEX], features[MID_INDEX], features[-1])
+        return StudentOutput(logits, features[LOW_INDEX], features[MID_INDEX], features[-1], decoded)
 
     def run_stride8_stage(self, low: torch.Tensor, *, frozen: bool) -> torch.Tensor:
         """This student's stride-8 stage on any (N, C1, H/4, W/4) tensor -> (N, C2, H/8, W/8).
 
         With ``frozen`` the stage's parameters get no gradient and its BatchNorm running
-        statistics are not updated (METHOD.md decision: the teacher's "Attn"/"MLP" only
+        statistics are not updated (docs/method.md, "HFD": the teacher's "Attn"/"MLP" only
         transforms the other student's features; foreign features must not move its stats).
         """
         stage = self.stride8_stage
@@ -74,7 +77,12 @@ class Student(nn.Module):
         return torch.func.functional_call(stage, {**params, **buffers}, (low,))
 
 
-def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weights = None) -> Student:
+# DeepLabV3+ at output stride 16 (Chen et al., ECCV 2018): smp's default (12, 24, 36) are the stride-8 rates.
+ASPP_RATES_OS16 = (6, 12, 18)
+
+
+def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weights = None,
+                  aspp_rates: tuple[int, ...] = ASPP_RATES_OS16) -> Student:
     """Build a CNN (DeepLabV3+, output stride 16) or ViT (SegFormer) student.
 
     Args:
@@ -83,6 +91,7 @@ def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weigh
         num_classes: K, number of output classes.
         weights: ``"imagenet"`` (smp's pretrained encoder, needs the model hub), ``None``
             (random init) or a path to a local state-dict file (encoder or whole model).
+        aspp_rates: the CNN's three ASPP dilation rates (ignored for the ViT).
     """
     import segmentation_models_pytorch as smp  # here, not at the top: Ray's driver-side processes skip it
 
@@ -90,7 +99,8 @@ def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weigh
     hub_weights = "imagenet" if weights == "imagenet" else None
     if kind == "cnn":
         model = smp.DeepLabV3Plus(encoder_name=encoder_name, encoder_weights=hub_weights,
-                                  encoder_output_stride=16, classes=num_classes)
+                                  encoder_output_stride=16, decoder_atrous_rates=tuple(aspp_rates),
+                                  classes=num_classes)
     else:
         model = smp.Segformer(encoder_name=encoder_name, encoder_weights=hub_weights, classes=num_classes)
     if weights not in (None, "imagenet"):

@@ -91,3 +91,35 @@ def test_describe():
     assert EvalProtocol("resize", size=(360, 480)).describe() == "whole image at 360x480"
     assert EvalProtocol("sliding").describe() == "sliding window 1024/768"
     assert EvalProtocol("center_crop").describe() == "center-crop 512"
+
+
+# 1 + 2^-7 is exact in bf16, but the sum of three (3.0234375) needs 8 mantissa bits: a bf16 sum rounds it.
+ONE_PLUS_ULP = 1.0 + 2.0 ** -7
+
+
+def constant_bf16_model(x: torch.Tensor) -> torch.Tensor:
+    """Logits as a bf16-autocast model returns them: bf16, every value 1 + 2^-7."""
+    return torch.full((x.shape[0], 2, *x.shape[-2:]), ONE_PLUS_ULP, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("kind", ["whole", "sliding"])
+@torch.no_grad()
+def test_logits_are_accumulated_and_returned_in_fp32(kind):
+    # Sliding: windows of 64 every 16 on 96 pixels: the middle columns are covered by three windows.
+    protocol = EvalProtocol(kind, window=64, stride=16)
+    logits = protocol.predict(constant_bf16_model, torch.zeros(1, 3, 64, 96))
+    assert logits.dtype == torch.float32
+    assert torch.equal(logits, torch.full_like(logits, ONE_PLUS_ULP))
+
+
+@torch.no_grad()
+def test_bf16_autocast_model_gives_fp32_logits_on_cpu():
+    torch.manual_seed(0)
+    model, images = Recorder(), torch.randn(1, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        whole = EvalProtocol("whole").predict(model, images)
+        sliding = EvalProtocol("sliding", window=32, stride=16).predict(model, images)
+        raw = model(images)
+    assert raw.dtype == torch.bfloat16 and whole.dtype == sliding.dtype == torch.float32
+    torch.testing.assert_close(whole, raw.float(), rtol=0, atol=0)
+    torch.testing.assert_close(sliding, raw.float(), rtol=0, atol=0)  # fp32 means of equal bf16 tiles are exact

@@ -1,6 +1,8 @@
 """The co-training loop without Ray: reports, exact resume at an epoch boundary, NaN detection."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import torch
 
 from cotrain.config import resolve
 from cotrain.engine.checkpoint import CHECKPOINT_FILE
-from cotrain.engine.loop import NonFiniteLossError, fit
+from cotrain.engine.loop import NonFiniteLossError, build_run, fit, training_step
 from cotrain.methods.ours import Ours
 
 METRIC_KEYS = {"epoch", "loss_cnn", "loss_vit", "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit",
@@ -108,3 +110,32 @@ def test_nan_in_a_total_stops_training(cfg, monkeypatch):
     with pytest.raises(NonFiniteLossError, match="'vit'"):
         fit(cfg.replace(epochs=1, max_train_steps=1), reports, log=quiet)
     assert reports.metrics == []
+
+
+@pytest.fixture(scope="module")
+def dml_run(cfg):
+    run = build_run(cfg.replace(method="dml"))
+    run.pair.eval()  # no dropout, fixed BatchNorm statistics: forwards are repeatable
+    return run
+
+
+@pytest.mark.parametrize("order", ["joint", "sequential"])
+def test_update_order_decides_which_cnn_the_vit_learns_from(dml_run, order):
+    """Sequential (DML's order): L^V is computed after the CNN's step; joint: both on the same forward."""
+    run = dataclasses.replace(dml_run, cfg=dml_run.cfg.replace(update_order=order))
+    images, target = next(iter(run.train_loader))
+    before = copy.deepcopy(run.pair.state_dict())
+    losses = training_step(run, images, target)
+    after = copy.deepcopy(run.pair.state_dict())
+    vit_keys = [k for k in before if not k.startswith("cnn.")]
+    run.pair.load_state_dict({**after, **{k: before[k] for k in vit_keys}})  # stepped CNN, ViT before its step
+    with torch.no_grad():
+        against_stepped_cnn = run.pair.losses(images, target)["kd_vit"]
+        run.pair.load_state_dict(before)
+        against_old_cnn = run.pair.losses(images, target)["kd_vit"]
+    expected, other = ((against_stepped_cnn, against_old_cnn) if order == "sequential"
+                       else (against_old_cnn, against_stepped_cnn))
+    torch.testing.assert_close(losses["kd_vit"], expected)
+    assert not torch.isclose(losses["kd_vit"], other)
+    assert all(not torch.equal(before[k], after[k]) for k in ("cnn.model.segmentation_head.0.weight",
+                                                             "vit.model.segmentation_head.0.weight"))

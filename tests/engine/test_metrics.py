@@ -58,7 +58,7 @@ def test_accumulating_batches_equals_one_big_batch():
 
 
 def test_mean_of_per_batch_mious_is_not_what_is_reported():
-    """One matrix over the whole set, not an average of per-batch mIoUs (METHOD.md)."""
+    """One matrix over the whole set, not an average of per-batch mIoUs (docs/method.md)."""
     batches = [(torch.tensor([[0, 0]]), torch.tensor([[0, 0]])), (torch.tensor([[0, 1]]), torch.tensor([[1, 1]]))]
     total = ConfusionMatrix(2)
     per_batch = []

@@ -1,4 +1,4 @@
-"""CE, HFD and BSD against values worked out by hand on tiny tensors (METHOD.md, "Losses").
+"""CE, HFD and BSD against values worked out by hand on tiny tensors (docs/method.md, "Losses").
 
 Expected numbers are written as arithmetic on the inputs, never by calling the code under test.
 """
@@ -282,3 +282,44 @@ def test_region_bsd_rejects_mismatched_features():
     with pytest.raises(ValueError, match="shape"):
         bsd_region_loss(torch.zeros(1, 2, 1, 1), torch.zeros(1, 3, 1, 1), torch.zeros(1, 2, 4, 4),
                         torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- batch vs per-image normalisation
+
+def test_pixel_bsd_per_image_normalisation_by_hand():
+    """Image 0: the ViT teaches 1 pixel; image 1: it teaches 3. Batch: one mean over 4 pixels;
+    image: the mean of each image's mean (the paper's 1 / (H×W − M) per image)."""
+    vit_good, cnn_bad = (3.0, 0.0), (0.0, 1.0)
+    z_v = logits_map([[vit_good] * 3]).repeat(2, 1, 1, 1)
+    z_c = torch.cat([logits_map([[cnn_bad, (5.0, 0.0), (5.0, 0.0)]]),
+                     logits_map([[cnn_bad, (0.0, 2.0), (0.0, 3.0)]])])
+    target = torch.zeros(2, 1, 3, dtype=torch.long)
+    kls = [kl2(vit_good, cnn_bad), kl2(vit_good, (0.0, 2.0)), kl2(vit_good, (0.0, 3.0))]
+    batch_c, _ = bsd_pixel_loss(z_c, z_v, target, norm="batch")
+    image_c, _ = bsd_pixel_loss(z_c, z_v, target, norm="image")
+    close(batch_c, (kls[0] + sum(kls)) / 4)
+    close(image_c, (kls[0] + sum(kls) / 3) / 2)
+
+
+def test_region_bsd_per_image_normalisation_and_an_image_without_selected_regions():
+    """2 images of 1×2 regions; the CNN teaches both regions of image 0 and one of image 1."""
+    feat_c = torch.tensor([[[[1.0, 1.0]], [[0.0, 0.0]]], [[[1.0, 1.0]], [[0.0, 0.0]]]])  # (2, 2, 1, 2)
+    feat_v = torch.tensor([[[[1.0, 0.0]], [[1.0, 1.0]]], [[[0.0, 1.0]], [[1.0, 1.0]]]])
+    good, bad = (4.0, 0.0), (0.0, 4.0)
+    logits_c = torch.cat([logits_map([[good, good]]), logits_map([[good, bad]])])
+    logits_v = torch.cat([logits_map([[bad, bad]]), logits_map([[bad, good]])])
+    target = torch.zeros(2, 1, 2, dtype=torch.long)
+    # S = 1 − cos per region: image 0: (1 − 1/√2, 1 − 0); image 1: (1 − 0, 1 − 1/√2).
+    s0, s1 = [1 - 1 / math.sqrt(2), 1.0], [1.0, 1 - 1 / math.sqrt(2)]
+    cnn_b, vit_b = bsd_region_loss(feat_c, feat_v, logits_c, logits_v, target, norm="batch")
+    cnn_i, vit_i = bsd_region_loss(feat_c, feat_v, logits_c, logits_v, target, norm="image")
+    close(vit_b, (s0[0] + s0[1] + s1[0]) / 3)
+    close(vit_i, ((s0[0] + s0[1]) / 2 + s1[0]) / 2)
+    close(cnn_b, s1[1])                  # only image 1's second region has m̂ = 0
+    close(cnn_i, (0.0 + s1[1]) / 2)      # image 0 has no such region: it adds 0 and counts
+
+
+def test_bsd_rejects_unknown_normalisation():
+    z = logits_map([[(0.0, 1.0)]])
+    with pytest.raises(ValueError, match="bsd_norm='pixel' is invalid"):
+        bsd_pixel_loss(z, z, torch.zeros(1, 1, 1, dtype=torch.long), norm="pixel")

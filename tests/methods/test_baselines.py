@@ -9,7 +9,7 @@ import torch
 
 from cotrain.config import TrainConfig
 from cotrain.losses import log_probs
-from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble
+from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble, naive_ensemble
 from cotrain.methods import METHODS, LossOptions, PairContext, get_method
 from cotrain.models import StudentOutput
 from cotrain.models.pair import build_pair
@@ -19,17 +19,19 @@ SIZE = 64
 LN3 = math.log(3.0)
 
 
-def _out(logits: torch.Tensor, last: torch.Tensor | None = None) -> StudentOutput:
+def _out(logits: torch.Tensor, last: torch.Tensor | None = None, decoded: torch.Tensor | None = None) -> StudentOutput:
     last = torch.zeros(1, 1, 1, 1) if last is None else last
-    return StudentOutput(logits, None, None, last)
+    return StudentOutput(logits, None, None, last, decoded)
 
 
 def _ctx(z_c: torch.Tensor, z_v: torch.Tensor, target: torch.Tensor,
-         last_c: torch.Tensor | None = None, last_v: torch.Tensor | None = None) -> PairContext:
+         last_c: torch.Tensor | None = None, last_v: torch.Tensor | None = None,
+         decoded_c: torch.Tensor | None = None, decoded_v: torch.Tensor | None = None) -> PairContext:
     """A PairContext from hand-written tensors (students unused by these methods' logit/feature math)."""
-    zeros = torch.zeros(target.shape)
-    return PairContext(None, None, None, _out(z_c, last_c), _out(z_v, last_v), target, target != 255, zeros, zeros,
-                       log_probs(z_c), log_probs(z_v))
+    valid = target != 255
+    ce_c, ce_v = (torch.nn.functional.cross_entropy(z, target, ignore_index=255, reduction="none") for z in (z_c, z_v))
+    return PairContext(None, None, None, _out(z_c, last_c, decoded_c), _out(z_v, last_v, decoded_v), target, valid,
+                       ce_c, ce_v, log_probs(z_c), log_probs(z_v))
 
 
 def _terms(name: str, ctx: PairContext, **options) -> dict[str, torch.Tensor]:
@@ -66,14 +68,14 @@ def test_dml_by_hand():
     assert named["kd_vit"].item() == pytest.approx(0.5 * sum(kl_c_v) / 2, rel=1e-5)
 
 
-def test_kdcl_mean_by_hand():
+def test_kdcl_logit_mean_by_hand():
     z_c, z_v = _pixels([0.0, 2.0]), _pixels([0.0, 0.0])  # ensemble logits (0, 1)
     e = math.e
     p_ens = (1 / (1 + e), e / (1 + e))
     p_c = (1 / (1 + e ** 2), e ** 2 / (1 + e ** 2))
     kl_c = p_ens[0] * math.log(p_ens[0] / p_c[0]) + p_ens[1] * math.log(p_ens[1] / p_c[1])
     kl_v = p_ens[0] * math.log(p_ens[0] / 0.5) + p_ens[1] * math.log(p_ens[1] / 0.5)
-    named = _terms("kdcl", _ctx(z_c, z_v, torch.tensor([[[1]]])), kdcl_mode="mean", kd_weight=2.0)
+    named = _terms("kdcl", _ctx(z_c, z_v, torch.tensor([[[1]]])), kdcl_mode="logit_mean", kd_weight=2.0)
     assert named["kd_cnn"].item() == pytest.approx(2.0 * kl_c, rel=1e-5)
     assert named["kd_vit"].item() == pytest.approx(2.0 * kl_v, rel=1e-5)
 
@@ -110,6 +112,44 @@ def test_kdcl_rejects_unknown_mode():
         get_method("kdcl")(None, None, LossOptions(kdcl_mode="max"))
 
 
+def test_kdcl_default_is_minlogit():
+    assert LossOptions().kdcl_mode == "minlogit" and TrainConfig().kdcl_mode == "minlogit"
+
+
+def _two_images_each_won_by_one_student() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two 1×2-pixel images, gt class 0: the CNN is better on image 0, the ViT on image 1."""
+    good, bad = [3.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    z_c = torch.cat([_pixels(good, good), _pixels(bad, bad)])
+    z_v = torch.cat([_pixels(bad, [0.5, 0.0, 0.0]), _pixels(good, [4.0, 0.0, 0.0])])
+    return z_c, z_v, torch.zeros(2, 1, 2, dtype=torch.long)
+
+
+def test_naive_ensemble_picks_the_lower_ce_student_per_image():
+    z_c, z_v, target = _two_images_each_won_by_one_student()
+    ces = [torch.nn.functional.cross_entropy(z, target, reduction="none") for z in (z_c, z_v)]
+    ens = naive_ensemble([z_c, z_v], ces, target != 255)
+    assert torch.equal(ens[0], z_c[0]) and torch.equal(ens[1], z_v[1])
+
+
+def test_naive_ensemble_all_ignored_image_is_a_tie_won_by_the_cnn():
+    z_c, z_v, target = _two_images_each_won_by_one_student()
+    target[1] = 255
+    ces = [torch.nn.functional.cross_entropy(z, target, ignore_index=255, reduction="none") for z in (z_c, z_v)]
+    ens = naive_ensemble([z_c, z_v], ces, target != 255)
+    assert torch.equal(ens[0], z_c[0]) and torch.equal(ens[1], z_c[1])
+
+
+def test_kdcl_naive_teacher_distils_nothing_on_its_own_image():
+    z_c, z_v, target = _two_images_each_won_by_one_student()
+    named = _terms("kdcl", _ctx(z_c, z_v, target), kdcl_mode="naive")
+    # Each student is the teacher on one of the two images (KL 0 there): its term is the other image's KL / 2.
+    kl_c = kd_kl_loss(z_v[1:], z_c[1:], target[1:] != 255)
+    kl_v = kd_kl_loss(z_c[:1], z_v[:1], target[:1] != 255)
+    assert named["kd_cnn"].item() == pytest.approx(kl_c.item() / 2, rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(kl_v.item() / 2, rel=1e-5)
+    assert kl_c > 0 and kl_v > 0
+
+
 def _grid(*rows: list[list[float]]) -> torch.Tensor:
     """Features (1, C, h, w) from rows of per-position C-vectors."""
     return torch.tensor(rows, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
@@ -125,19 +165,50 @@ def test_ifv_map_by_hand():
     assert torch.allclose(ifv_map(feats, labels, valid, num_classes=2), expected, atol=1e-6)
 
 
-def test_ifvd_by_hand_at_the_vit_grid():
-    # 4×4 labels in 2×2 blocks: classes 0, 0 / 1, ignored; nearest-resized to the ViT's 2×2 grid.
+def _ifvd_inputs() -> dict[str, torch.Tensor]:
+    """Labels 0, 0 / 1, ignored in 2×2 blocks of a 4×4 image, and features whose IFV maps are known.
+
+    On the 2×2 grid: IFV of ``a`` = (1, 1, 1), IFV of ``b`` = (1/√2, 1/√2, 1) on the three valid positions.
+    """
     target = torch.tensor([[0, 0], [1, 255]]).repeat_interleave(2, 0).repeat_interleave(2, 1).unsqueeze(0)
-    # CNN features constant per 2×2 block, so average-pooling to 2×2 gives exactly these vectors.
-    cnn_blocks = _grid([[1.0, 0.0], [1.0, 0.0]], [[0.0, 2.0], [7.0, 7.0]])
-    last_c = cnn_blocks.repeat_interleave(2, 2).repeat_interleave(2, 3)
-    last_v = _grid([[1.0, 0.0], [0.0, 1.0]], [[3.0, 4.0], [5.0, 5.0]])
+    a = _grid([[1.0, 0.0], [1.0, 0.0]], [[0.0, 2.0], [7.0, 7.0]])
+    b = _grid([[1.0, 0.0], [0.0, 1.0]], [[3.0, 4.0], [5.0, 5.0]])
+    return {"target": target, "a": a, "b": b}
+
+
+# Over all four grid positions (the ignored one adds 0 but counts, as in the reference): two differ by 1 − 1/√2.
+IFV_MSE = 2 * (1.0 - 1 / math.sqrt(2)) ** 2 / 4
+
+
+def test_ifvd_last_features_by_hand_at_the_vit_grid():
+    x = _ifvd_inputs()
+    # CNN features constant per 2×2 block, so average-pooling to the ViT's 2×2 grid gives exactly ``a``.
+    last_c = x["a"].repeat_interleave(2, 2).repeat_interleave(2, 3)
     logits = torch.zeros(1, 2, 4, 4)
-    # IFV^C = (1, 1, 1); IFV^V = (1/√2, 1/√2, 1) on the three valid positions.
-    mse = 2 * (1.0 - 1 / math.sqrt(2)) ** 2 / 3
-    named = _terms("ifvd", _ctx(logits, logits, target, last_c, last_v), kd_weight=3.0)
-    assert named["kd_cnn"].item() == pytest.approx(3.0 * mse, rel=1e-5)
-    assert named["kd_vit"].item() == pytest.approx(3.0 * mse, rel=1e-5)
+    named = _terms("ifvd", _ctx(logits, logits, x["target"], last_c, x["b"]),
+                   ifvd_features="last", ifvd_weight=3.0, ifvd_kd_weight=0.0)
+    assert named["kd_cnn"].item() == pytest.approx(3.0 * IFV_MSE, rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(3.0 * IFV_MSE, rel=1e-5)
+
+
+def test_ifvd_default_is_the_reference_objective_on_decoder_features():
+    """λ_ifv = 200 on the features before the classifier, plus λ_kd = 10 pixel-wise KD (IFVD's reference)."""
+    x = _ifvd_inputs()
+    g = torch.Generator().manual_seed(0)
+    z_c, z_v = torch.randn(1, 2, 4, 4, generator=g), torch.randn(1, 2, 4, 4, generator=g)
+    # Encoder features with identical IFV maps: a default that read them would give an IFV term of 0.
+    same = torch.ones(1, 2, 2, 2)
+    named = _terms("ifvd", _ctx(z_c, z_v, x["target"], same, same, decoded_c=x["a"], decoded_v=x["b"]))
+    valid = x["target"] != 255
+    assert named["ifv_cnn"].item() == pytest.approx(IFV_MSE, rel=1e-5)
+    assert named["pkd_cnn"].item() == pytest.approx(kd_kl_loss(z_v, z_c, valid).item(), rel=1e-5)
+    assert named["kd_cnn"].item() == pytest.approx(200 * IFV_MSE + 10 * named["pkd_cnn"].item(), rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(200 * IFV_MSE + 10 * kd_kl_loss(z_c, z_v, valid).item(), rel=1e-5)
+
+
+def test_ifvd_rejects_unknown_features():
+    with pytest.raises(ValueError, match="ifvd_features"):
+        get_method("ifvd")(None, None, LossOptions(ifvd_features="stage3"))
 
 
 # ---------------------------------------------------------------- real tiny pairs

@@ -1,4 +1,4 @@
-"""The student pair: L^C moves only θ^C and its Γs, L^V only θ^V and its Γs (METHOD.md)."""
+"""The student pair: L^C moves only θ^C and its Γs, L^V only θ^V and its Γs (docs/method.md)."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from cotrain.losses import bsd_pixel_loss
+from cotrain.losses import bsd_pixel_loss, bsd_region_loss
 from cotrain.methods import LossOptions, get_method
 from cotrain.models import encoder_names
 from cotrain.models.pair import StudentPair, build_pair
@@ -137,6 +137,24 @@ def test_pair_pixel_terms_equal_the_functional_bsd_pixel_loss(temperature: float
         expected = bsd_pixel_loss(pair.cnn(images).logits, pair.vit(images).logits, target, temperature=temperature)
     torch.testing.assert_close(losses["bsd_p_cnn"], expected[0])
     torch.testing.assert_close(losses["bsd_p_vit"], expected[1])
+
+
+@pytest.mark.parametrize("norm", ["batch", "image"])
+def test_region_grid_and_bsd_norm_reach_the_region_terms(norm: str):
+    """A configured grid (here 4×4, not the default 2×2) is the one Γ_l pools to and m̂ is decided on."""
+    torch.manual_seed(0)
+    pair = build_pair("mobilenet_v2", "mit_b0", K, weights=None, hfd=False, bsd_pixel=False,
+                      region_grid=(4, 4), bsd_norm=norm).eval()
+    images, target = batch(4)
+    losses = pair.losses(images, target)
+    with torch.no_grad():
+        out_c, out_v = pair.cnn(images), pair.vit(images)
+        feat_c = pair.method.cnn_side["gamma_last"](out_c.last, (4, 4))
+        feat_v = pair.method.vit_side["gamma_last"](out_v.last, (4, 4))
+        expected = bsd_region_loss(feat_c, feat_v, out_c.logits, out_v.logits, target, norm=norm)
+    assert feat_c.shape[-2:] == (4, 4)
+    torch.testing.assert_close(losses["bsd_r_cnn"], expected[0])
+    torch.testing.assert_close(losses["bsd_r_vit"], expected[1])
 
 
 def test_build_pair_rejects_bad_options():

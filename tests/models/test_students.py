@@ -109,7 +109,7 @@ def test_unknown_encoder_names_the_allowed_ones():
         build_student("cnn", "mit_b1", 3)
 
 
-# ---------------------------------------------------------------- sizes (METHOD.md, "Students")
+# ---------------------------------------------------------------- sizes (docs/method.md, "Students")
 
 @pytest.mark.parametrize("kind,name,millions", [("cnn", "mobilenet_v2", 4.4), ("cnn", "resnet50", 26.7),
                                                 ("vit", "mit_b1", 13.7), ("vit", "mit_b2", 24.7)])
@@ -122,3 +122,21 @@ def test_registry_lists_both_kinds():
     assert {"mobilenet_v2", "resnet50"} <= set(encoder_names("cnn"))
     assert {"mit_b1", "mit_b2"} <= set(encoder_names("vit"))
     assert not set(encoder_names("cnn")) & set(encoder_names("vit"))
+
+
+def _aspp_rates(cnn) -> list[int]:
+    """Dilation rates of the built DeepLabV3+'s ASPP branches, in order."""
+    return [m.dilation[0] for m in cnn.model.decoder.aspp.modules() if isinstance(m, torch.nn.Conv2d) and m.dilation[0] > 1]
+
+
+def test_deeplabv3plus_uses_the_output_stride_16_aspp_rates_by_default():
+    assert _aspp_rates(build_student("cnn", "mobilenet_v2", 3)) == [6, 12, 18]
+
+
+def test_aspp_rates_come_from_the_config():
+    from cotrain.config import resolve
+    from cotrain.models.pair import build_pair
+
+    cfg = resolve("smoke", overrides={"aspp_rates": "12,24,36"})
+    pair = build_pair(cfg.cnn, cfg.vit, 3, None, "vanilla", **cfg.pair_options())
+    assert _aspp_rates(pair.cnn) == [12, 24, 36]
