@@ -119,6 +119,7 @@ class TrainConfig:
     num_workers: int = _f(2, "data-loader worker processes", _at_least(0))
     eval_protocol: Optional[str] = _f(None, "evaluation protocol (default: the dataset's)",
                                       _one_of(lambda: ["whole", "center_crop", "sliding", "resize"]))
+    eval_split: str = _f("val", "split to evaluate on (any split the dataset has, e.g. CamVid's test)")
     max_train_steps: Optional[int] = _f(None, "cap on steps per epoch (smoke runs)", _at_least(1))
     max_val_images: Optional[int] = _f(None, "cap on validation images (smoke runs)", _at_least(1))
     # optimisers (paper §4.1)

@@ -99,7 +99,7 @@ def _cuda_available() -> bool:
 def _print_summary(cfg: TrainConfig, metrics: dict) -> None:
     print(f"\n{cfg.name}: {cfg.cnn} + {cfg.vit}, method={cfg.method}, {cfg.epochs} epochs on {cfg.dataset}")
     print(f"  CNN ({cfg.cnn}) mIoU: {metrics.get('miou_cnn', float('nan')):.2f}")
-    print(f"  ViT ({cfg.vit}) mIoU: {metrics.get('miou_vit', float('nan')):.2f}   [{metrics.get('eval_protocol', '?')}]")
+    print(f"  ViT ({cfg.vit}) mIoU: {metrics.get('miou_vit', float('nan')):.2f}   [{metrics.get('eval_split', '?')}, {metrics.get('eval_protocol', '?')}]")
     print(f"  results: {Path(cfg.out, cfg.name)}")
 
 

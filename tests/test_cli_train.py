@@ -1,6 +1,7 @@
 """``python -m cotrain.train``: bad input is one line on stderr, exit code 2, nothing written."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ def test_negative_alpha_subprocess_exits_2_with_one_line(tmp_path):
     (["--method", "magic"], "magic"),
     (["--crop-size", "100"], "crop_size"),
     (["--num-classes", "1"], "num_classes"),
+    (["--eval-split", "test"], "eval_split"),  # the built-in dataset has train and val only
 ])
 def test_bad_values_in_process(tmp_path, capsys, argv, named):
     out = tmp_path / "runs"
@@ -53,4 +55,6 @@ def test_direct_smoke_run_writes_config_and_metrics(tmp_path, capsys):
     assert "CNN (mobilenet_v2) mIoU" in text and "ViT (mit_b0) mIoU" in text
     folder = out / "d1"
     assert (folder / "config.yaml").is_file() and (folder / "checkpoint" / "checkpoint.pt").is_file()
-    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 1
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1
+    assert metrics[0]["eval_split"] == "val" and metrics[0]["train_images"] > 0

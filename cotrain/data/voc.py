@@ -71,6 +71,13 @@ class VOCSegmentation(SegmentationDataset):
         if split == "train" and (split_dir / "trainaug.txt").is_file() and aug_dir.is_dir():
             split, mask_dir = "trainaug", aug_dir
         ids = read_ids(split_dir / f"{split}.txt")
+        if split == "train":
+            log.warning(
+                "voc train: no SegmentationClassAug/ with trainaug.txt under %s, so training uses train.txt "
+                "(%d images), not the paper's 10,582-image trainaug; build it with: python -m cotrain.data "
+                "prepare-sbd --sbd SBD_ROOT --voc %s",
+                base, len(ids), root,
+            )
         log.info(
             "%s %s: using %s.txt (%d images, masks from %s)", self.spec.name, self.split, split, len(ids), mask_dir.name
         )

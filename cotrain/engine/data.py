@@ -40,6 +40,9 @@ def eval_protocol(cfg: TrainConfig, spec: DatasetSpec) -> EvalProtocol:
 
 
 def build_eval_data(cfg: TrainConfig, spec: DatasetSpec):
-    """The validation dataset prepared for the evaluation protocol, and the protocol."""
+    """The ``eval_split`` dataset prepared for the evaluation protocol, and the protocol."""
+    if cfg.eval_split not in spec.splits:
+        raise ConfigError(f"eval_split={cfg.eval_split!r} is invalid: dataset {spec.name!r} has splits "
+                          f"{', '.join(spec.splits)}")
     protocol = eval_protocol(cfg, spec)
-    return get_dataset(cfg.dataset, cfg.data_root, "val", EvalItems(protocol)), protocol
+    return get_dataset(cfg.dataset, cfg.data_root, cfg.eval_split, EvalItems(protocol)), protocol

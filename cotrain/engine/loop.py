@@ -245,7 +245,8 @@ def evaluate(run: Run) -> dict:
             logits = run.protocol.predict(lambda x: torch.cat(run.pair.predict(x), dim=1), images)
         matrices["cnn"].update(logits[:, :k].argmax(1), target)
         matrices["vit"].update(logits[:, k:].argmax(1), target)
-    out: dict = {"class_names": run.class_names, "eval_protocol": run.protocol.describe()}
+    out: dict = {"class_names": run.class_names, "eval_protocol": run.protocol.describe(),
+                 "eval_split": run.cfg.eval_split}
     for side, matrix in matrices.items():
         out[f"miou_{side}"] = 100.0 * matrix.miou()
         out[f"iou_{side}"] = [None if math.isnan(v) else 100.0 * v for v in matrix.iou().tolist()]
@@ -263,11 +264,12 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
         metrics = {**run.saved_metrics, "epoch": cfg.epochs, **evaluate(run)}  # recording it): report again
         report(metrics, None)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
-        metrics = {"epoch": epoch, **train_one_epoch(run, epoch, log), **evaluate(run)}
+        metrics = {"epoch": epoch, "train_images": len(run.train_loader.dataset),
+                   **train_one_epoch(run, epoch, log), **evaluate(run)}
         metrics["lr_cnn"] = run.schedulers["cnn"].get_last_lr()[0]
         metrics["lr_vit"] = run.schedulers["vit"].get_last_lr()[0]
         log(f"epoch {epoch}/{cfg.epochs}  mIoU CNN {metrics['miou_cnn']:.2f}  ViT {metrics['miou_vit']:.2f}  "
-            f"({metrics['eval_protocol']})")
+            f"({metrics['eval_split']}, {metrics['eval_protocol']})")
         with tempfile.TemporaryDirectory() as folder:
             if is_main:
                 save(run, epoch, Path(folder), metrics)

@@ -53,6 +53,20 @@ def test_trainaug_preferred_and_logged(voc_root, make, caplog):
     assert get_dataset("voc", root, "val").files[0][1].parent.name == "SegmentationClass"
 
 
+def test_train_without_trainaug_warns_with_image_count_and_the_fix(voc_root, make, caplog):
+    root, labels = voc_root
+    with caplog.at_level(logging.WARNING, logger="cotrain.data"):
+        get_dataset("voc", root, "train")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "(3 images)" in warnings[0] and "prepare-sbd" in warnings[0]
+    caplog.clear()
+    write_trainaug(root, labels, make)
+    with caplog.at_level(logging.WARNING, logger="cotrain.data"):
+        get_dataset("voc", root, "train")
+        get_dataset("voc", root, "val")
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
 def test_grey_and_palette_masks_give_identical_labels(voc_root, make):
     root, labels = voc_root
     palette_masks = [mask for _, mask in get_dataset("voc", root, "train")]
