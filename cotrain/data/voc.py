@@ -71,7 +71,7 @@ class VOCSegmentation(SegmentationDataset):
         if split == "train" and (split_dir / "trainaug.txt").is_file() and aug_dir.is_dir():
             split, mask_dir = "trainaug", aug_dir
         ids = read_ids(split_dir / f"{split}.txt")
-        if split == "train":
+        if split == "train" and self.spec.name == "voc":  # the built-in set shares this reader, not trainaug
             log.warning(
                 "voc train: no SegmentationClassAug/ with trainaug.txt under %s, so training uses train.txt "
                 "(%d images), not the paper's 10,582-image trainaug; build it with: python -m cotrain.data "
