@@ -214,10 +214,8 @@ def _connect_cluster(ray) -> None:
     if "://" not in address:  # ray:// (Ray Client) does its own handshake
         _require_reachable(address)
         _match_auth_mode(address)
-    # A cluster on loopback (one machine, or tests): the driver must not pick another address.
-    loopback = address.rpartition(":")[0] in ("127.0.0.1", "localhost")
     try:
-        ray.init(address=address, logging_level="warning", **({"_node_ip_address": "127.0.0.1"} if loopback else {}))
+        ray.init(address=address, logging_level="warning")
     except ConnectionError as exc:
         raise ClusterError(f"--cluster: no Ray cluster at {address!r} ({exc}); start one with "
                            "'ray start --head' or set RAY_ADDRESS=host:port") from exc

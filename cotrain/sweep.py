@@ -257,10 +257,10 @@ def summarise(grid, storage: str, name: str) -> int:
 
 
 def print_dry_run(base: TrainConfig, cells: list[dict], seeds: int) -> int:
-    from cotrain.bench import estimate_trial_seconds
+    from cotrain.bench import estimate_trial_seconds, resolved_device
     trials = len(cells) * seeds
     seconds = sum(estimate_trial_seconds(base.replace(**{k: v for k, v in c.items()})) for c in cells) * seeds
-    device = "GPU" if _cuda() else "CPU"
+    device = "GPU" if resolved_device(base.device) == "cuda" else "CPU"  # --set device=cuda: plan GPUs from here
     print(f"{trials} trials ({len(cells)} cells x {seeds} seeds), preset {base.preset}, {base.epochs} epochs")
     for cell in cells:
         print("  " + ", ".join(f"{k}={v}" for k, v in cell.items()))

@@ -67,7 +67,9 @@ def loopback_cluster(monkeypatch):
 def test_cluster_sweep_survives_losing_a_worker_node(loopback_cluster, tmp_path):
     cluster, workers, tmpdir = loopback_cluster
     storage, name = tmp_path / "results", "cluster"
-    env = {**os.environ, "RAY_ADDRESS": cluster.address, "RAY_TMPDIR": tmpdir, "PYTHONPATH": str(REPO)}
+    # RAY_AUTH_MODE=token against this cluster without authentication once made every trial die at start.
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "RAY_TMPDIR": tmpdir, "PYTHONPATH": str(REPO),
+           "RAY_AUTH_MODE": "token"}
     log = tmp_path / "sweep.log"
     start = time.monotonic()
     with log.open("w") as out:  # a file, not a pipe: nobody reads a pipe while we poll
