@@ -19,7 +19,7 @@ TWO_CPU_NODES = [{"CPU": 0.0}, {"CPU": 2.0}, {"CPU": 2.0}]  # a head without CPU
     (Resources(cpus_per_worker=1.0, gpus_per_worker=0.5), [{"CPU": 16.0, "GPU": 1.0}], 2),
     (Resources(cpus_per_worker=1.0), TWO_CPU_NODES, 2),
     (Resources(workers=2, cpus_per_worker=1.0, gpus_per_worker=1.0), [{"CPU": 8, "GPU": 1}] * 2, 1),  # across nodes
-    (Resources(cpus_per_worker=1.0), [{"CPU": 0.0}, {"CPU": 1.0}, {"CPU": 1.0}], 1),  # actor on one, worker on the other
+    (Resources(cpus_per_worker=1.0), [{"CPU": 0.0}, {"CPU": 1.0}, {"CPU": 1.0}], 1),  # actor, worker apart
     (Resources(cpus_per_worker=1.0), [{"CPU": 0.0}, {"CPU": 1.0}], 0),  # the hang: 1.01 on a 1-CPU node
     (Resources(cpus_per_worker=4.0), [{"CPU": 2.0}], 0),
     (Resources(cpus_per_worker=1.0, gpus_per_worker=1.0), [{"CPU": 64.0}], 0),

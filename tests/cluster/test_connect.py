@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -26,9 +29,10 @@ def ray_env(tmp_path):
     tmpdir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray keeps every process of a run (drivers too) on 127.0.0.1.
-    env.update(RAY_TMPDIR=tmpdir, HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               COTRAIN_DATA_HOME=os.environ.get("COTRAIN_DATA_HOME", str(Path.home() / ".cache" / "cotrain")))
+    env.update(RAY_TMPDIR=tmpdir, HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO),
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", COTRAIN_DATA_HOME=os.environ.get("COTRAIN_DATA_HOME", str(Path.home() / ".cache" / "cotrain")))
     yield env
+    shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def run(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -59,56 +63,43 @@ def test_a_trial_no_node_can_place_exits_2_naming_request_and_largest_node(args,
     assert not (out / "big").exists()  # nothing half-written
 
 
-@pytest.fixture
-def token_cluster(ray_env, tmp_path):
-    """A loopback head that requires a token; yields (address, token)."""
-    token = secrets.token_hex(16)
+@contextmanager
+def loopback_head(env: dict, tmp_path: Path) -> Iterator[str]:
+    """A one-node cluster on 127.0.0.1 in its own process with ``env``; yields its address."""
     address_file = tmp_path / "address"
     head = subprocess.Popen([sys.executable, str(Path(__file__).with_name("loopback_head.py")), str(address_file)],
-                            env={**ray_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not address_file.exists() and head.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert address_file.exists(), "the loopback head did not start"
-        yield address_file.read_text(), token
+        yield address_file.read_text()
     finally:
         head.stdin.close()  # the head shuts its cluster down
         head.wait(timeout=60)
 
 
-def test_cluster_with_token_auth_needs_the_token_and_says_so(token_cluster, ray_env):
-    address, token = token_cluster
-    env = {**ray_env, "RAY_ADDRESS": address}
-    refused = run(["-c", f"from cotrain.cli import guarded\ndef main():\n    exec({CONNECT!r})\n    return 0\n"
-                         "raise SystemExit(guarded(main))"], env, timeout=90)
+def test_cluster_with_token_auth_needs_the_token_and_says_so(ray_env, tmp_path):
+    token = secrets.token_hex(16)
+    with loopback_head({**ray_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, tmp_path) as address:
+        env = {**ray_env, "RAY_ADDRESS": address}
+        refused = run(["-c", f"from cotrain.cli import guarded\ndef main():\n    exec({CONNECT!r})\n    return 0\n"
+                             "raise SystemExit(guarded(main))"], env, timeout=90)
+        wrong = run(["-c", CONNECT], {**env, "RAY_AUTH_TOKEN": secrets.token_hex(16)}, timeout=90)
+        connected = run(["-c", CONNECT], {**env, "RAY_AUTH_TOKEN": token}, timeout=90)
     assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
     assert "requires token authentication and no token was found" in refused.stderr.strip().splitlines()[-1]
-
-    wrong = run(["-c", CONNECT], {**env, "RAY_AUTH_TOKEN": secrets.token_hex(16)}, timeout=90)
     assert "refused this machine's token" in wrong.stderr
-
-    connected = run(["-c", CONNECT], {**env, "RAY_AUTH_TOKEN": token}, timeout=90)
     assert connected.returncode == 0 and "CPUs 1.0" in connected.stdout, connected.stderr[-2000:]
 
 
 def test_cluster_without_token_auth_connects_even_with_token_mode_set(ray_env, tmp_path):
-    address_file = tmp_path / "address"
-    head = subprocess.Popen([sys.executable, str(Path(__file__).with_name("loopback_head.py")), str(address_file)],
-                            env=ray_env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while not address_file.exists() and head.poll() is None:
-            time.sleep(0.2)
-        env = {**ray_env, "RAY_ADDRESS": address_file.read_text(), "RAY_AUTH_MODE": "token",
-               "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    with loopback_head(ray_env, tmp_path) as address:
+        env = {**ray_env, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
         done = run(["-c", CONNECT], env, timeout=90)  # a task (a worker process) runs: nothing dies
-    finally:
-        head.stdin.close()
-        head.wait(timeout=60)
     assert done.returncode == 0 and "CPUs 1.0" in done.stdout, done.stderr[-2000:]
     assert "has no token authentication" in done.stderr
-
 
 UNPLACEABLE = """
 import sys

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def loopback_cluster(monkeypatch):
         yield cluster, workers, tmpdir
     finally:
         cluster.shutdown()
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def test_cluster_sweep_survives_losing_a_worker_node(loopback_cluster, tmp_path):
