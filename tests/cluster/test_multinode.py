@@ -2,8 +2,8 @@
 Table 4 while one worker node is removed mid-trial.
 
 The head has no CPUs and two worker nodes have 2 logical CPUs each, so trials run only on the
-worker nodes (one trial per node: 1 CPU worker + the 0.01-CPU trial actor). When a trial on the
-second node has reported its first epoch, that node is removed: its trial must continue on the
+worker nodes (one trial per node: a 1-CPU worker + the 0.01-CPU trial actor). As soon as a trial has
+reported an epoch but not its last, the node it runs on is removed: that trial must continue on the
 other node from its checkpoint, and the sweep must still end with every cell finished, exit 0.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from analysis.results import FINISHED, load_results
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,6 +109,9 @@ def test_cluster_sweep_survives_losing_a_worker_node(loopback_cluster, tmp_path)
     assert [r["epoch"] for r in moved] == list(range(1, EPOCHS + 1)), where
     # Finished trials are never re-run: every trial reported each epoch exactly once.
     assert all([r["epoch"] for r in rows] == list(range(1, EPOCHS + 1)) for rows in trials.values()), where
+    # The table script counts the restarted trial as finished (Ray left an error.txt for its lost attempt).
+    statuses = load_results(storage).trials["status"]
+    assert set(statuses) == {FINISHED} and len(statuses) == 4, statuses
 
 
 def mid_trial(trials: dict[str, list[dict]]) -> tuple[str, str] | None:
