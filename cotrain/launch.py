@@ -18,11 +18,9 @@ from typing import Any, Iterator, Optional
 from cotrain.config import TrainConfig
 
 TRAIN_SUBDIR = "_train"
-
-
 TRIAL_ACTOR_CPU = 0.01  # the Tune trial actor only drives its TorchTrainer
 PLACEMENT_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"  # Ray Train's wait for a trial's workers
-MAX_TRIALS_AT_ONCE = 1000
+MAX_TRIALS_AT_ONCE = 1000  # an upper bound for the placement count below
 
 
 @dataclass(frozen=True)
