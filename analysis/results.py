@@ -94,12 +94,15 @@ def flatten_cell(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def trial_status(trial_dir: Path, config: dict[str, Any], records: list[dict[str, Any]]) -> str:
-    """Classify a trial: ``error.txt`` means failed; a last epoch equal to ``epochs`` means finished."""
-    if (trial_dir / "error.txt").exists():
-        return FAILED
+    """Classify a trial: a last epoch equal to ``epochs`` means finished, else ``error.txt`` means failed.
+
+    Finished first: Ray also writes ``error.txt`` for a failure it recovered from (a lost node).
+    """
     epochs = config.get("epochs")
     if records and epochs is not None and records[-1].get("epoch") == int(epochs):
         return FINISHED
+    if (trial_dir / "error.txt").exists():
+        return FAILED
     return UNFINISHED
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,25 +18,64 @@ from typing import Any, Iterator, Optional
 from cotrain.config import TrainConfig
 
 TRAIN_SUBDIR = "_train"
+TRIAL_ACTOR_CPU = 0.01  # the Tune trial actor only drives its TorchTrainer
+PLACEMENT_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"  # Ray Train's wait for a trial's workers
+MAX_TRIALS_AT_ONCE = 1000  # an upper bound for the placement count below
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What one trial's Train workers ask for; the Tune trial actor itself only drives."""
+    """What one trial asks of the cluster, and how its failures are retried.
+
+    ``max_failures``: Ray Train restarts of the worker group (a worker died) from the last
+    checkpoint. ``trial_retries``: Ray Tune restarts of the whole trial (its trial actor died,
+    e.g. with its node), which also continue from the last checkpoint.
+    ``placement_timeout_s``: how long one attempt waits for its workers to be placed.
+    """
 
     workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     max_failures: int = 2
+    trial_retries: int = 1
+    placement_timeout_s: float = 600.0
 
-    def per_trial(self) -> dict[str, float]:
-        return {"CPU": self.workers * self.cpus_per_worker, "GPU": self.workers * self.gpus_per_worker}
+    def per_worker(self) -> dict[str, float]:
+        return {"CPU": self.cpus_per_worker, "GPU": self.gpus_per_worker}
 
-    def max_concurrent(self, cluster: dict[str, float]) -> int:
-        """How many trials fit at once (trial actors take 0.01 CPU, so workers never starve)."""
-        demand = self.per_trial()
-        fits = [math.floor(cluster.get(k, 0.0) / v + 1e-9) for k, v in demand.items() if v > 0]
-        return max(1, min(fits)) if fits else 1
+    def describe(self) -> str:
+        gpu = f" + {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else ""
+        return (f"{self.workers} worker(s) x ({self.cpus_per_worker:g} CPU{gpu}) "
+                f"+ {TRIAL_ACTOR_CPU:g} CPU for the trial actor")
+
+    def trials_that_fit(self, nodes: list[dict[str, float]]) -> int:
+        """How many trials run at once on ``nodes`` (each node's CPU/GPU totals).
+
+        Placed the way Ray does, trial by trial: the trial actor on the node with the most free
+        CPU, then each worker on the fullest node that still takes it (Ray Train packs them).
+        Zero means one trial can never start.
+        """
+        free = [{"CPU": n.get("CPU", 0.0), "GPU": n.get("GPU", 0.0)} for n in nodes]
+        for placed in range(MAX_TRIALS_AT_ONCE):
+            if not self._place_one(free):
+                return placed
+        return MAX_TRIALS_AT_ONCE
+
+    def _place_one(self, free: list[dict[str, float]]) -> bool:
+        eps = 1e-9
+        actor_node = max(free, key=lambda n: n["CPU"], default=None)
+        if actor_node is None or actor_node["CPU"] + eps < TRIAL_ACTOR_CPU:
+            return False
+        actor_node["CPU"] -= TRIAL_ACTOR_CPU
+        need = self.per_worker()
+        for _ in range(self.workers):
+            fitting = [n for n in free if all(n[k] + eps >= v for k, v in need.items())]
+            if not fitting:
+                return False
+            node = min(fitting, key=lambda n: (n["GPU"], n["CPU"]))
+            for k, v in need.items():
+                node[k] -= v
+        return True
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -51,9 +91,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if not torch.cuda.is_available():
         torch.set_num_threads(_assigned_cpus())
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict, folder: Optional[str]) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        # Tune records rank 0's reports: node_id says where the trial ran (and moved after a node loss).
+        ray.train.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
 
     checkpoint = ray.train.get_checkpoint()
     with (checkpoint.as_directory() if checkpoint else nullcontext(None)) as resume_from:
@@ -84,6 +127,9 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
 
     config = flatten_cell(config)
     trial_id = ray.tune.get_context().get_trial_id()
+    # Read by Ray Train's controller (it inherits this actor's setting): without a bound, workers that
+    # fit no node are waited for, and retried, forever. A value set by the user wins.
+    os.environ.setdefault(PLACEMENT_TIMEOUT_ENV, f"{resources.placement_timeout_s:g}")
     use_gpu = resources.gpus_per_worker > 0
     per_worker = {"CPU": resources.cpus_per_worker, **({"GPU": resources.gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(
@@ -96,7 +142,10 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
             name=f"train-{trial_id}",
             storage_path=_join(storage, experiment, TRAIN_SUBDIR),
             callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=resources.max_failures),
+            # controller_failure_limit=0: a placement time-out fails this attempt (Tune may retry the
+            # trial) instead of Train's default of retrying it forever.
+            failure_config=ray.train.FailureConfig(max_failures=resources.max_failures,
+                                                   controller_failure_limit=0),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )
     trainer.fit()
@@ -119,10 +168,12 @@ def absolute_storage(storage: str) -> str:
 
 
 @contextmanager
-def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bool = False) -> Iterator[None]:
+def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bool = False,
+                resources: Optional[Resources] = None) -> Iterator[None]:
     """Connect to a running cluster (``cluster``) or start an embedded one on 127.0.0.1.
 
-    The embedded Ray is shut down on exit, Ctrl-C included; with ``cluster`` we only disconnect.
+    With ``resources``, fails (``ClusterError``) at once when one trial fits no node. The
+    embedded Ray is shut down on exit, Ctrl-C included; with ``cluster`` we only disconnect.
     """
     if not cluster:
         # Else Ray swaps 127.0.0.1 for the machine's address and its servers listen there.
@@ -136,13 +187,16 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
         _connect_cluster(ray)
     else:
         ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # the same, should ray be imported already
+        # address="local": never join the cluster an address file names (a stale one hangs ray.init).
         # The dashboard (on 127.0.0.1) serves the State API that Ray Train's placement-group cleaner
         # needs: without it, trials that ASHA stops leak their workers' CPUs and the sweep stalls.
-        ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
+        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                  log_to_driver=not quiet, configure_logging=True, logging_level="warning")
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        if resources is not None:
+            trials_at_once(resources)
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -150,20 +204,73 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
 
 
 class ClusterError(RuntimeError):
-    """``--cluster`` was asked for but no Ray cluster answered."""
+    """The Ray cluster cannot run what was asked: none answered, authentication differs, or too small."""
 
 
 def _connect_cluster(ray) -> None:
-    address = os.environ.get("RAY_ADDRESS", "auto")
-    if address != "auto" and "://" not in address:
-        # Ray 2.60 with an explicit host:port needs token auth spelled out (RAY_NOTES.md).
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    address = _cluster_address()
+    if "://" not in address:  # ray:// (Ray Client) does its own handshake
         _require_reachable(address)
+        _match_auth_mode(address)
     try:
         ray.init(address=address, logging_level="warning")
     except ConnectionError as exc:
         raise ClusterError(f"--cluster: no Ray cluster at {address!r} ({exc}); start one with "
                            "'ray start --head' or set RAY_ADDRESS=host:port") from exc
+
+
+def _cluster_address() -> str:
+    """``RAY_ADDRESS``, else the running local head Ray finds (its address file)."""
+    from ray._private.services import canonicalize_bootstrap_address
+    address = os.environ.get("RAY_ADDRESS") or "auto"
+    if address != "auto":
+        return address
+    try:
+        found = canonicalize_bootstrap_address("auto")
+    except ConnectionError:
+        found = None
+    if not found:
+        raise ClusterError("--cluster: no running Ray cluster found on this machine; start one with "
+                           "'ray start --head' or set RAY_ADDRESS=host:port")
+    return found
+
+
+def _match_auth_mode(address: str) -> None:
+    """Use token authentication exactly when the cluster at ``address`` does.
+
+    A mismatch fails late and obscurely: without a token, ~20 s of retries then a ConnectionError;
+    with one against a cluster without authentication, every actor dies as it starts.
+    """
+    from ray._raylet import AuthenticationTokenLoader
+
+    asked = os.environ.get("RAY_AUTH_MODE")
+    if not _gcs_refuses("disabled", address):
+        if asked == "token":
+            print(f"note: the Ray cluster at {address} has no token authentication; connecting without a "
+                  "token (RAY_AUTH_MODE=token ignored)", file=sys.stderr)
+        return
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        raise ClusterError(f"--cluster: the Ray cluster at {address} requires token authentication and no "
+                           "token was found here; copy the head's ~/.ray/auth_token to this machine or set "
+                           "RAY_AUTH_TOKEN")
+    if _gcs_refuses("token", address):
+        raise ClusterError(f"--cluster: the Ray cluster at {address} refused this machine's token; use the "
+                           "head's ~/.ray/auth_token (or RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH)")
+
+
+def _gcs_refuses(auth_mode: str, address: str) -> bool:
+    """Whether the cluster's GCS refuses a client in ``auth_mode`` (the mode stays set for ray.init)."""
+    from ray._raylet import AuthenticationTokenLoader, Config, GcsClient
+    from ray.exceptions import AuthenticationError
+
+    os.environ["RAY_AUTH_MODE"] = auth_mode
+    Config.initialize("")  # Ray caches its config; re-read the mode, as Ray's own token setup does
+    AuthenticationTokenLoader.instance().reset_cache()
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        return True
+    return False
 
 
 def _require_reachable(address: str, timeout: float = 5.0) -> None:
@@ -178,9 +285,22 @@ def _require_reachable(address: str, timeout: float = 5.0) -> None:
                            "'ray start --head' or set RAY_ADDRESS=host:port") from exc
 
 
-def cluster_resources() -> dict[str, float]:
+def node_resources() -> list[dict[str, float]]:
+    """CPU and GPU totals of every live node."""
     import ray
-    return {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    return [{k: float(n["Resources"].get(k, 0.0)) for k in ("CPU", "GPU")} for n in ray.nodes() if n["Alive"]]
+
+
+def trials_at_once(resources: Resources) -> int:
+    """How many trials the cluster runs at once; ``ClusterError`` when one trial fits no node."""
+    nodes = node_resources()
+    fits = resources.trials_that_fit(nodes)
+    if fits == 0:
+        largest = max(nodes, key=lambda n: (n["GPU"], n["CPU"]), default={"CPU": 0.0, "GPU": 0.0})
+        raise ClusterError(f"one trial needs {resources.describe()}, which no node of the Ray cluster can "
+                           f"place (largest node: {largest['CPU']:g} CPU, {largest['GPU']:g} GPU); lower "
+                           "--cpus-per-trial/--gpus-per-trial/--workers-per-trial or add bigger nodes")
+    return fits
 
 
 def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources: Resources,
@@ -188,13 +308,15 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
                    scheduler: Any = None, num_samples: int = 1, resume: bool = False, verbose: int = 1):
     """Run (or resume) one Tune experiment under ``<storage>/<name>``; returns Tune's ResultGrid.
 
-    Call inside ``ray_session``. Concurrency = what the cluster's CPUs/GPUs fit of one
-    trial's Train workers; the trial actor itself asks for 0.01 CPU so it never blocks them.
+    Call inside ``ray_session``. Concurrency = how many trials (Train workers plus the
+    0.01-CPU trial actor) the cluster's nodes hold at once. A trial whose trial actor dies (its
+    node was lost) is restarted and continues from its last checkpoint; finished trials stay.
     """
     from ray import tune
 
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, storage=storage, experiment=name, resources=resources), {"CPU": 0.01})
+        tune.with_parameters(run_trial, storage=storage, experiment=name, resources=resources),
+        {"CPU": TRIAL_ACTOR_CPU})
     path = _join(storage, name)
     if resume:
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
@@ -206,8 +328,9 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
                                     # Reusing trial actors saved ~1.5 s per trial, but after ASHA stops
                                     # a trial the next one fails ("reset_config() ..."): kept off.
                                     reuse_actors=False,
-                                    max_concurrent_trials=resources.max_concurrent(cluster_resources())),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose),
+                                    max_concurrent_trials=trials_at_once(resources)),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
+                                  failure_config=tune.FailureConfig(max_failures=resources.trial_retries)),
     )
     return tuner.fit()
 

@@ -178,10 +178,11 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
     from cotrain.launch import ray_session, run_experiment
-    with ray_session(cluster=args.cluster, quiet=args.quiet):
+    common = run_options(args)
+    with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         return run_experiment(param_space(base, cells, args.seeds), name=name, resume=args.resume,
                               scheduler=asha_scheduler(base) if args.asha else None,
-                              metric="miou_sum" if args.asha else None, **run_options(args))
+                              metric="miou_sum" if args.asha else None, **common)
 
 
 def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
@@ -192,7 +193,7 @@ def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig,
     later_cells = [c for c in cells if c.get("method") != "vanilla"]
     common = run_options(args)
     storage = common["storage"]
-    with ray_session(cluster=args.cluster, quiet=args.quiet):
+    with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         first = run_experiment(param_space(base, first_cells, args.seeds), name=name, resume=args.resume, **common)
         teachers = teacher_checkpoints(first, storage, name)
         second_cells = with_teachers(later_cells, teachers, args.seeds)
@@ -256,10 +257,10 @@ def summarise(grid, storage: str, name: str) -> int:
 
 
 def print_dry_run(base: TrainConfig, cells: list[dict], seeds: int) -> int:
-    from cotrain.bench import estimate_trial_seconds
+    from cotrain.bench import estimate_trial_seconds, resolved_device
     trials = len(cells) * seeds
     seconds = sum(estimate_trial_seconds(base.replace(**{k: v for k, v in c.items()})) for c in cells) * seeds
-    device = "GPU" if _cuda() else "CPU"
+    device = "GPU" if resolved_device(base.device) == "cuda" else "CPU"  # --set device=cuda: plan GPUs from here
     print(f"{trials} trials ({len(cells)} cells x {seeds} seeds), preset {base.preset}, {base.epochs} epochs")
     for cell in cells:
         print("  " + ", ".join(f"{k}={v}" for k, v in cell.items()))
@@ -333,7 +334,7 @@ def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
     storage = common["storage"]
     metric = OBJECTIVES[args.objective]
     constants = {k: v for k, v in base.to_dict().items() if k not in SEARCHED}
-    with ray_session(cluster=args.cluster, quiet=args.quiet):
+    with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         vanilla_name = f"{name}-vanilla"
         vanilla = run_experiment(param_space(base.replace(method="vanilla"), [{}], 1), name=vanilla_name,
                                  resume=args.resume and experiment_exists(storage, vanilla_name), **common)

@@ -81,7 +81,7 @@ def _run_on_ray(cfg: TrainConfig, args: argparse.Namespace) -> dict:
     cpus = args.cpus_per_worker or local_cpu_share(cfg.workers)
     resources = Resources(workers=cfg.workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
     storage = absolute_storage(cfg.out)
-    with ray_session(cluster=args.cluster):
+    with ray_session(cluster=args.cluster, resources=resources):
         _write_resolved_config(cfg)  # once Ray answered: a bad --cluster leaves no run folder
         grid = run_experiment(cfg.to_dict(), name=cfg.name, storage=storage, resources=resources,
                               resume=args.resume)

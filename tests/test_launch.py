@@ -8,15 +8,37 @@ import pytest
 from cotrain.launch import Resources, flatten_cell, local_cpu_share
 
 
-@pytest.mark.parametrize("resources,cluster,expected", [
-    (Resources(cpus_per_worker=0.975), {"CPU": 2.0}, 2),
-    (Resources(cpus_per_worker=1.95), {"CPU": 2.0}, 1),
-    (Resources(workers=2, cpus_per_worker=1.0), {"CPU": 8.0}, 4),
-    (Resources(cpus_per_worker=1.0, gpus_per_worker=0.5), {"CPU": 16.0, "GPU": 1.0}, 2),
-    (Resources(cpus_per_worker=4.0), {"CPU": 2.0}, 1),  # never 0: the one trial waits for resources
+TWO_CPU_NODES = [{"CPU": 0.0}, {"CPU": 2.0}, {"CPU": 2.0}]  # a head without CPUs and two workers
+
+
+@pytest.mark.parametrize("resources,nodes,expected", [
+    (Resources(cpus_per_worker=0.975), [{"CPU": 2.0}], 2),
+    (Resources(cpus_per_worker=1.0), [{"CPU": 2.0}], 1),  # 2 x (1 + 0.01) > 2
+    (Resources(cpus_per_worker=1.95), [{"CPU": 2.0}], 1),
+    (Resources(workers=2, cpus_per_worker=1.0), [{"CPU": 8.0}], 3),
+    (Resources(cpus_per_worker=1.0, gpus_per_worker=0.5), [{"CPU": 16.0, "GPU": 1.0}], 2),
+    (Resources(cpus_per_worker=1.0), TWO_CPU_NODES, 2),
+    (Resources(workers=2, cpus_per_worker=1.0, gpus_per_worker=1.0), [{"CPU": 8, "GPU": 1}] * 2, 1),  # across nodes
+    (Resources(cpus_per_worker=1.0), [{"CPU": 0.0}, {"CPU": 1.0}, {"CPU": 1.0}], 1),  # actor, worker apart
+    (Resources(cpus_per_worker=1.0), [{"CPU": 0.0}, {"CPU": 1.0}], 0),  # the hang: 1.01 on a 1-CPU node
+    (Resources(cpus_per_worker=4.0), [{"CPU": 2.0}], 0),
+    (Resources(cpus_per_worker=1.0, gpus_per_worker=1.0), [{"CPU": 64.0}], 0),
+    (Resources(cpus_per_worker=1.0), [], 0),
 ])
-def test_max_concurrent_is_what_the_cluster_fits_of_one_trials_workers(resources, cluster, expected):
-    assert resources.max_concurrent(cluster) == expected
+def test_trials_that_fit_places_actor_and_workers_on_nodes(resources, nodes, expected):
+    assert resources.trials_that_fit(nodes) == expected
+
+
+def test_impossible_trial_names_the_request_and_the_largest_node(monkeypatch):
+    from cotrain import launch
+    monkeypatch.setattr(launch, "node_resources", lambda: [{"CPU": 0.0, "GPU": 0.0}, {"CPU": 1.0, "GPU": 0.0}])
+    with pytest.raises(launch.ClusterError) as exc:
+        launch.trials_at_once(Resources(cpus_per_worker=1.0))
+    message = str(exc.value)
+    assert "1 worker(s) x (1 CPU) + 0.01 CPU for the trial actor" in message
+    assert "largest node: 1 CPU, 0 GPU" in message and "\n" not in message
+    monkeypatch.setattr(launch, "node_resources", lambda: TWO_CPU_NODES)
+    assert launch.trials_at_once(Resources(cpus_per_worker=1.0)) == 2
 
 
 def test_local_cpu_share_leaves_room_for_the_trial_actors():

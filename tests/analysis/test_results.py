@@ -74,3 +74,12 @@ def test_cell_overrides_are_flattened(tmp_path: Path) -> None:
     from analysis.results import flatten_cell
     config = {"method": "ours", "alpha": 1.0, "cell": {"method": "vanilla", "cnn": "resnet18"}}
     assert flatten_cell(config) == {**config, "method": "vanilla", "cnn": "resnet18"}
+
+
+def test_a_trial_restarted_after_a_failure_and_finished_counts_as_finished(tmp_path: Path) -> None:
+    from ray_layout import config, write_trial
+    experiment = tmp_path / "results" / "components"
+    write_trial(experiment, 0, config("4", "ours", 0), (60.0, 70.0), failed=True)  # error.txt + every epoch
+    write_trial(experiment, 1, config("4", "ours", 1), (60.0, 70.0), reports=1, failed=True)
+    status = load_results(tmp_path / "results").trials.set_index("trial_id")["status"]
+    assert status.to_dict() == {"a1b2c_00000": FINISHED, "a1b2c_00001": FAILED}
