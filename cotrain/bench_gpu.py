@@ -280,9 +280,9 @@ def _csv_cell(value):
 
 
 def markdown_table(rows: list[dict], columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(str(_csv_cell(r.get(c))) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    import pandas as pd
+    frame = pd.DataFrame([{c: _csv_cell(r.get(c)) for c in columns} for r in rows], columns=list(columns))
+    return frame.to_markdown(index=False)
 
 
 def device_name(device: str) -> str:
