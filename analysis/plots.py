@@ -147,6 +147,8 @@ def plot_curves(history: pd.DataFrame, trials: pd.DataFrame, columns: Sequence[s
     fig, axes = _figure(len(columns), (5 * len(columns), 4.2))
     handles: dict = {}
     for ax, column in zip(axes, columns):
+        if history["trial_id"].nunique() > 10:  # the default cycle repeats its colours after 10
+            ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for trial_id, curve in history.dropna(subset=[column]).groupby("trial_id", sort=False):
             line, = ax.plot(curve["epoch"], curve[column], marker=".", label=labels.get(trial_id, trial_id))
             handles.setdefault(line.get_label(), line)
