@@ -20,7 +20,7 @@ the Vanilla step; two trials per GPU ≥ 1.5× one) checked from the rows.
 
     python -m cotrain.bench_gpu --dry-run                 # what would run, and each case's budget
     python -m cotrain.bench_gpu --camvid-root ~/data/CamVid --out gpu_check.csv
-    python -m cotrain.bench_gpu --quick --device cpu      # every code path at a tiny size (CPU, ~2 min)
+    python -m cotrain.bench_gpu --quick                   # every non-CUDA code path at a tiny size, on CPU
 """
 from __future__ import annotations
 
