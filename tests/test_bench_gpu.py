@@ -3,6 +3,8 @@ goals, and (slow) every non-CUDA code path at a tiny size on CPU through real Ra
 from __future__ import annotations
 
 import csv
+import shutil
+import tempfile
 import time
 
 import pytest
@@ -102,9 +104,12 @@ def test_step_case_measures_the_real_training_step_at_a_tiny_size():
 
 @pytest.mark.slow
 def test_quick_run_packs_trials_and_runs_a_trial_through_ray(repo, tmp_path):
-    out = tmp_path / "gpu_check.csv"
-    done = run_script(["-m", "cotrain.bench_gpu", "--quick", "--only", "packing", "trial", "--out", str(out)],
-                      cwd=repo, timeout=1200)
+    out, ray_tmp = tmp_path / "gpu_check.csv", tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short socket paths
+    try:
+        done = run_script(["-m", "cotrain.bench_gpu", "--quick", "--only", "packing", "trial", "--out", str(out)],
+                          cwd=repo, timeout=1200, env={"RAY_TMPDIR": ray_tmp})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
     assert [r["status"] for r in rows] == ["ok"] * 3

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -20,10 +22,17 @@ RAY_INTERNALS = ("PreemptionWatcher", "core_worker.cc", "max_restarts", "Reporti
 def smoke_sweep(tmp_path_factory):
     """``sweeps/components.py`` at smoke size (4 trials, two at a time), not --quiet, with --mlflow."""
     storage = tmp_path_factory.mktemp("console")
-    done = run_script([str(Path(__file__).parents[1] / "sweeps" / "components.py"), "--preset", "smoke",
-                       "--storage", str(storage), "--name", "c", "--mlflow"], cwd=storage)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return storage, ANSI.sub("", done.stdout + done.stderr)
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    try:
+        done = run_script([str(Path(__file__).parents[1] / "sweeps" / "components.py"), "--preset", "smoke",
+                           "--storage", str(storage), "--name", "c", "--mlflow"], cwd=storage,
+                          env={"RAY_TMPDIR": ray_tmp})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        console = ANSI.sub("", done.stdout + done.stderr)
+        logs = re.search(r"Ray's own logs \(workers, Ray Train internals\): (\S+)", console)
+        yield storage, console, bool(logs) and Path(logs.group(1)).is_dir()
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def worker_lines(console: str) -> list[str]:
@@ -32,7 +41,7 @@ def worker_lines(console: str) -> list[str]:
 
 @pytest.mark.slow
 def test_sweep_console_shows_each_worker_line_once_and_no_ray_internals(smoke_sweep):
-    _, console = smoke_sweep
+    _, console, logs_exist = smoke_sweep
     lines = worker_lines(console)
     assert any(" step 1/2 " in line for line in lines) and any("mIoU CNN" in line for line in lines)
     repeated = [line for line, count in Counter(lines).items() if count > 1]
@@ -41,13 +50,12 @@ def test_sweep_console_shows_each_worker_line_once_and_no_ray_internals(smoke_sw
     found = [text for text in RAY_INTERNALS if text in console]
     assert not found, found
     assert "Trial status:" in console  # Tune's table stays
-    logs = re.search(r"Ray's own logs \(workers, Ray Train internals\): (\S+)", console)
-    assert logs and Path(logs.group(1)).is_dir()
+    assert logs_exist  # the console names the folder of Ray's own logs
 
 
 @pytest.mark.slow
 def test_every_trial_writes_tensorboard_events(smoke_sweep):
-    storage, _ = smoke_sweep
+    storage, _, _ = smoke_sweep
     trials = sorted((storage / "c").glob("run_trial_*"))
     assert len(trials) == 4
     for trial in trials:
@@ -57,7 +65,7 @@ def test_every_trial_writes_tensorboard_events(smoke_sweep):
 
 @pytest.mark.slow
 def test_mlflow_local_store_holds_one_run_per_trial_with_metrics(smoke_sweep):
-    storage, _ = smoke_sweep
+    storage, _, _ = smoke_sweep
     mlflow = pytest.importorskip("mlflow")
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{(storage / 'mlflow.db').resolve()}")
     experiment = client.get_experiment_by_name("c")
