@@ -53,18 +53,25 @@ def test_plan_adds_the_camvid_trial_when_given_a_root():
     assert (cfg.dataset, cfg.preset, cfg.epochs, cfg.weights, cfg.crop_size) == ("camvid", "paper", 1, None, 512)
 
 
-def test_bad_values_fail_at_start_with_one_line(repo, tmp_path):
-    for args, message in ((["--budget-s", "0"], "--budget-s 0 is invalid"),
-                          (["--camvid-root", str(tmp_path / "nope")], "is invalid: not a folder"),
-                          (["--device", "cuda", "--only", "step"], None)):
-        done = run_script(["-m", "cotrain.bench_gpu", *args, "--out", str(tmp_path / "g.csv")], cwd=repo, timeout=120)
-        if message is None:  # no GPU here: refused before anything runs
-            import torch
-            if torch.cuda.is_available():
-                continue
-            message = "no CUDA device"
-        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-        assert not (tmp_path / "g.csv").exists()
+@pytest.mark.parametrize("args,message", [
+    (["--budget-s", "0"], "--budget-s 0 is invalid: must be > 0"),
+    (["--camvid-root", "/nonexistent/CamVid"], "--camvid-root /nonexistent/CamVid is invalid: not a folder"),
+    (["--only", "nothing"], "argument --only: invalid choice"),
+])
+def test_bad_values_fail_at_start_with_one_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        bench_gpu.main([*args, "--out", str(tmp_path / "g.csv")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "g.csv").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal without a GPU")
+def test_without_a_gpu_the_full_check_is_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench_gpu.main(["--only", "step", "--out", str(tmp_path / "g.csv")])
+    assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()
 
 
 def test_a_failing_or_slow_case_is_recorded_and_the_rest_still_run():
