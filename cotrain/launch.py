@@ -23,6 +23,7 @@ TRAIN_SUBDIR = "_train"
 RAY_NOISE = (r"PreemptionWatcher.*max_restarts|PYTHON worker processes have been started"
              r"|Reporting training result \d+: TrainingReport|Checkpoint successfully created at")
 # Ray Train tees a worker's print() through its logger as well: every line reached the console twice.
+# Workers inherit it from the Ray that starts them: the embedded one here, `ray start` on clusters.
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 
 
@@ -202,7 +203,7 @@ def _connect_cluster(ray) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
         _require_reachable(address)
     try:
-        ray.init(address=address, logging_level="warning", runtime_env={"env_vars": WORKER_ENV})
+        ray.init(address=address, logging_level="warning")
     except ConnectionError as exc:
         raise ClusterError(f"--cluster: no Ray cluster at {address!r} ({exc}); start one with "
                            "'ray start --head' or set RAY_ADDRESS=host:port") from exc
