@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the sweeps run on machines without a display
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
 from analysis.paper import PaperTable
@@ -43,6 +44,20 @@ def save(fig: plt.Figure, stem: Path) -> list[Path]:
     return paths
 
 
+def _figure(columns: int, size: tuple[float, float]) -> tuple[plt.Figure, np.ndarray]:
+    """Panels side by side; constrained layout keeps every axis label (twin axes too) clear of the next panel."""
+    fig, axes = plt.subplots(1, columns, figsize=size, squeeze=False, layout="constrained")
+    return fig, axes[0]
+
+
+def _legend_below(fig: plt.Figure, handles: list, labels: list, columns: int = 3) -> None:
+    """One legend for the figure, under the panels, where it cannot cover a point."""
+    unique = dict(zip(labels, handles))
+    if unique:
+        fig.legend(list(unique.values()), list(unique), loc="outside lower center", ncol=min(columns, len(unique)),
+                   fontsize=7, frameon=False)
+
+
 def _pair_stats(stats: pd.DataFrame | None, pair: tuple[str, str], student: str) -> pd.DataFrame:
     """Rows of ``stats`` for one pair and student, indexed by row key."""
     if stats is None or stats.empty:
@@ -64,7 +79,8 @@ def plot_sensitivity(table: Rendered, paper_stats: pd.DataFrame | None, pair: tu
     The paper's values are a dashed line on a twin axis, the measured Vanilla a dotted one.
     """
     param, symbol = SENSITIVITY[table.number]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = _figure(2, (9, 4))
+    handles: tuple[list, list] = ([], [])
     for ax, student in zip(axes, STUDENTS):
         measured = _pair_stats(table.stats, pair, student)
         points = _numeric(measured[measured["n"] > 0])
@@ -73,17 +89,20 @@ def plot_sensitivity(table: Rendered, paper_stats: pd.DataFrame | None, pair: tu
         if "vanilla" in measured.index and measured.loc["vanilla", "n"] > 0:
             ax.axhline(measured.loc["vanilla", "mean"], color="C1", linestyle=":", label="Vanilla (measured)")
         paper = _numeric(_pair_stats(paper_stats, pair, student))
-        handles = ax.get_legend_handles_labels()
+        found = ax.get_legend_handles_labels()
         if not paper.empty:
             # A twin axis: the paper's VOC numbers and a short run live on different scales.
             twin = ax.twinx()
             twin.plot(paper["x"], paper["mean"], "s--", color="grey", label="paper (right axis)")
             twin.set_ylabel("paper mIoU (%)", color="grey")
-            handles = [a + b for a, b in zip(handles, twin.get_legend_handles_labels())]
+            twin.tick_params(axis="y", colors="grey")
+            found = tuple(a + b for a, b in zip(found, twin.get_legend_handles_labels()))
+        handles = (handles[0] + found[0], handles[1] + found[1])
         ticks = sorted(set(points["x"]) | set(paper["x"]) if not paper.empty else set(points["x"]))
         ax.set(xscale="log", xlabel=symbol, ylabel="mIoU (%)", title=backbone_name(pair[0 if student == "cnn" else 1]))
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.legend(*handles, fontsize=7)
+        ax.minorticks_off()
+    _legend_below(fig, *handles)
     fig.suptitle(f"{table.title} ({param})", fontsize=9)
     return save(fig, stem)
 
@@ -95,19 +114,20 @@ def plot_ablation(table: Rendered, paper_stats: pd.DataFrame | None, pair: tuple
                       [] if paper_stats is None else list(dict.fromkeys(paper_stats["row"])))
     labels = [" ".join(f"{c}{v}" for c, v in zip(label_columns(table.number), row_labels(table.number, k)))
               for k in keys]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = _figure(2, (11, 4.2))
     x = np.arange(len(keys))
     for ax, student in zip(axes, STUDENTS):
         measured = _pair_stats(table.stats, pair, student).reindex(keys)
         paper = _pair_stats(paper_stats, pair, student).reindex(keys)
         ax.bar(x - 0.2, measured["mean"], 0.4, yerr=measured["std"].fillna(0), capsize=3, label="measured")
-        ax.bar(x + 0.2, paper["mean"], 0.4, color="lightgrey", hatch="//", label="paper")
+        if paper["mean"].notna().any():  # no "paper" legend entry without paper bars
+            ax.bar(x + 0.2, paper["mean"], 0.4, color="lightgrey", hatch="//", label="paper")
         values = pd.concat([measured["mean"], paper["mean"]]).dropna()
         if not values.empty:
             ax.set_ylim(values.min() - 2, values.max() + 1)
         ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=7)
         ax.set(ylabel="mIoU (%)", title=backbone_name(pair[0 if student == "cnn" else 1]))
-        ax.legend(fontsize=7)
+    _legend_below(fig, *axes[0].get_legend_handles_labels())
     fig.suptitle(table.title, fontsize=9)
     return save(fig, stem)
 
@@ -124,13 +144,17 @@ def plot_curves(history: pd.DataFrame, trials: pd.DataFrame, columns: Sequence[s
     """One panel per column of ``history`` against epoch, one line per trial."""
     history = history[history["trial_id"].isin(trials["trial_id"])]
     labels = _trial_labels(trials)
-    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 3.8), squeeze=False)
-    for ax, column in zip(axes[0], columns):
+    fig, axes = _figure(len(columns), (5 * len(columns), 4.2))
+    handles: dict = {}
+    for ax, column in zip(axes, columns):
+        if history["trial_id"].nunique() > 10:  # the default cycle repeats its colours after 10
+            ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for trial_id, curve in history.dropna(subset=[column]).groupby("trial_id", sort=False):
-            ax.plot(curve["epoch"], curve[column], marker=".", label=labels.get(trial_id, trial_id))
+            line, = ax.plot(curve["epoch"], curve[column], marker=".", label=labels.get(trial_id, trial_id))
+            handles.setdefault(line.get_label(), line)
         ax.set(xlabel="epoch", ylabel=ylabel, title=column)
-        if ax.has_data():
-            ax.legend(fontsize=6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    _legend_below(fig, list(handles.values()), list(handles), columns=2)
     fig.suptitle(title, fontsize=9)
     return save(fig, stem)
 

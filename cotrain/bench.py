@@ -58,6 +58,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
+    channels_last: bool = True
     num_classes: int = 21
     eval_images: int = 10
     loader_batches: int = 20
@@ -99,7 +100,8 @@ def case_config(settings: Settings, case: str):
     options = PAIR_CASES.get(case, {"method": "vanilla"})
     return resolve("cpu", overrides=dict(cnn=cnn, vit=vit, crop_size=settings.size, batch_size=settings.batch,
                                          device=device, amp=resolved_dtype(settings.dtype, device) == "bf16",
-                                         compile=settings.compile, **options))
+                                         compile=settings.compile, channels_last=settings.channels_last,
+                                         **options))
 
 
 # ----------------------------------------------------------------------------- step cases (child processes)

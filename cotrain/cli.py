@@ -40,6 +40,11 @@ def guarded(main: Callable[[], int]) -> int:
         return 130
 
 
+def add_mlflow_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                        help="also log every trial to MLflow (default URI: sqlite:///<storage>/mlflow.db)")
+
+
 def default_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 

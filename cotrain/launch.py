@@ -15,12 +15,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from cotrain.config import TrainConfig
+from cotrain.config import ConfigError, TrainConfig
 
 TRAIN_SUBDIR = "_train"
 TRIAL_ACTOR_CPU = 0.01  # the Tune trial actor only drives its TorchTrainer
 PLACEMENT_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"  # Ray Train's wait for a trial's workers
 MAX_TRIALS_AT_ONCE = 1000  # an upper bound for the placement count below
+# Ray-internal console lines that ask nothing of the user; they stay in Ray's log files. In Ray 2.60
+# the PreemptionWatcher error comes from Ray Train's own watcher actor on every trial, and the
+# per-report lines from a logger named after its file, which Train's LoggingConfig does not reach.
+RAY_NOISE = (r"PreemptionWatcher.*max_restarts|PYTHON worker processes have been started"
+             r"|Reporting training result \d+: TrainingReport|Checkpoint successfully created at")
+# Ray Train tees a worker's print() through its logger as well: every line reached the console twice.
+# Workers inherit it from the Ray that starts them: the embedded one here, `ray start` on clusters.
+WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+
+def quiet_ray_console_env() -> None:
+    """Ray's own switches for a readable console. Ray reads them when it is imported (driver) or
+    started (workers), so this runs when this module is imported, before any ``import ray`` here."""
+    # Ray's de-duplication ignores digits, so it folded different trials' progress lines into one
+    # "[repeated 6x across cluster]": every line passes as it is, except RAY_NOISE.
+    os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", RAY_NOISE)
+    os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", f"^(?!.*(?:{RAY_NOISE}))")
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+quiet_ray_console_env()
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,8 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
             name=f"train-{trial_id}",
             storage_path=_join(storage, experiment, TRAIN_SUBDIR),
             callbacks=[TuneReportCallback()],
+            # Ray Train's INFO lines (resources, every report) stay in its log files.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             # controller_failure_limit=0: a placement time-out fails this attempt (Tune may retry the
             # trial) instead of Train's default of retrying it forever.
             failure_config=ray.train.FailureConfig(max_failures=resources.max_failures,
@@ -174,7 +198,10 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
 
     With ``resources``, fails (``ClusterError``) at once when one trial fits no node. The
     embedded Ray is shut down on exit, Ctrl-C included; with ``cluster`` we only disconnect.
+    The console shows Tune's table and our workers' lines once; Ray's internals go to its log
+    files, whose folder is printed.
     """
+    _quiet_ray_session(cluster)
     if not cluster:
         # Else Ray swaps 127.0.0.1 for the machine's address and its servers listen there.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -192,6 +219,7 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
         # needs: without it, trials that ASHA stops leak their workers' CPUs and the sweep stalls.
         ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                  log_to_driver=not quiet, configure_logging=True, logging_level="warning")
+    _print_log_folder(ray, cluster)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -201,6 +229,21 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray.shutdown()
+
+
+def _quiet_ray_session(cluster: bool) -> None:
+    import logging
+    if not cluster:  # one local node is never drained: the watcher actor is one idle process per trial
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    # Tune's TensorBoard logger warns once per trial about list metrics (class names, per-class IoU).
+    logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.ERROR)
+
+
+def _print_log_folder(ray, cluster: bool) -> None:
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None:
+        where = "on each node, " if cluster else ""
+        print(f"Ray's own logs (workers, Ray Train internals): {where}{node.get_logs_dir_path()}", flush=True)
 
 
 class ClusterError(RuntimeError):
@@ -305,12 +348,15 @@ def trials_at_once(resources: Resources) -> int:
 
 def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources: Resources,
                    metric: Optional[str] = None, mode: str = "max", search_alg: Any = None,
-                   scheduler: Any = None, num_samples: int = 1, resume: bool = False, verbose: int = 1):
+                   scheduler: Any = None, num_samples: int = 1, resume: bool = False, verbose: int = 1,
+                   callbacks: Optional[list] = None):
     """Run (or resume) one Tune experiment under ``<storage>/<name>``; returns Tune's ResultGrid.
 
     Call inside ``ray_session``. Concurrency = how many trials (Train workers plus the
     0.01-CPU trial actor) the cluster's nodes hold at once. A trial whose trial actor dies (its
     node was lost) is restarted and continues from its last checkpoint; finished trials stay.
+    ``callbacks``: extra Tune callbacks (e.g. ``mlflow_callback``); Tune adds its CSV, JSON and
+    TensorBoard loggers itself (TensorBoard events in every trial folder).
     """
     from ray import tune
 
@@ -330,9 +376,30 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
                                     reuse_actors=False,
                                     max_concurrent_trials=trials_at_once(resources)),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
-                                  failure_config=tune.FailureConfig(max_failures=resources.trial_retries)),
+                                  failure_config=tune.FailureConfig(max_failures=resources.trial_retries),
+                                  callbacks=callbacks),
     )
     return tuner.fit()
+
+
+def mlflow_callback(uri: Optional[str], storage: str, experiment: str):
+    """Tune callback logging every trial's params and metrics to MLflow (``--mlflow``).
+
+    ``uri`` empty: a local SQLite store ``<storage>/mlflow.db`` (MLflow 3 refuses new ``./mlruns``
+    file stores); local storage only. Needs ``mlflow`` (``pip install -e ".[mlflow]"``).
+    """
+    import logging
+    try:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+        import mlflow  # noqa: F401  (Ray imports it lazily; fail before any trial starts)
+    except ImportError as exc:
+        raise ConfigError("--mlflow needs mlflow: pip install -e '.[mlflow]'") from exc
+    if not uri:
+        if "://" in storage:
+            raise ConfigError(f"--mlflow without a URI needs local storage, not {storage}; pass --mlflow URI")
+        uri = f"sqlite:///{Path(storage, 'mlflow.db').resolve()}"
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its database set-up lines
+    return MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment, save_artifact=False)
 
 
 def experiment_exists(storage: str, name: str) -> bool:

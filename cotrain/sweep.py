@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from cotrain.cli import OneLineParser, check_storage, default_name, fail, guarded
+from cotrain.cli import OneLineParser, add_mlflow_flag, check_storage, default_name, fail, guarded
 from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
 
 VANILLA: dict[str, Any] = {"method": "vanilla"}
@@ -65,6 +65,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config key")
     p.add_argument("--dry-run", action="store_true", help="print the trials and estimated device-hours, run nothing")
     p.add_argument("--quiet", action="store_true", help="less console output (Tune's table stays)")
+    add_mlflow_flag(p)
     return p
 
 
@@ -169,16 +170,21 @@ def _check_new_or_resume(args: argparse.Namespace, name: str) -> None:
     check_new_or_resume(args.storage, name, args.resume)
 
 
-def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What every ``run_experiment`` call of a sweep shares: storage, resources, verbosity."""
-    from cotrain.launch import absolute_storage
-    return dict(storage=absolute_storage(args.storage), resources=resources_for(args, _cuda()),
-                verbose=1 if args.quiet else 2)
+def run_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """What every ``run_experiment`` call of a sweep shares: storage, resources, verbosity, tracking.
+
+    With ``--mlflow`` every stage of the sweep logs to one MLflow experiment, ``name``.
+    """
+    from cotrain.launch import absolute_storage, mlflow_callback
+    storage = absolute_storage(args.storage)
+    callbacks = [mlflow_callback(args.mlflow, storage, name)] if args.mlflow is not None else None
+    return dict(storage=storage, resources=resources_for(args, _cuda()), verbose=1 if args.quiet else 2,
+                callbacks=callbacks)
 
 
 def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
     from cotrain.launch import ray_session, run_experiment
-    common = run_options(args)
+    common = run_options(args, name)
     with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         return run_experiment(param_space(base, cells, args.seeds), name=name, resume=args.resume,
                               scheduler=asha_scheduler(base) if args.asha else None,
@@ -191,7 +197,7 @@ def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig,
     from cotrain.launch import experiment_exists, ray_session, run_experiment
     first_cells = [c for c in cells if c.get("method") == "vanilla"]
     later_cells = [c for c in cells if c.get("method") != "vanilla"]
-    common = run_options(args)
+    common = run_options(args, name)
     storage = common["storage"]
     with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         first = run_experiment(param_space(base, first_cells, args.seeds), name=name, resume=args.resume, **common)
@@ -252,7 +258,8 @@ def summarise(grid, storage: str, name: str) -> int:
         m = result.metrics or {}
         print(f"  seed={cell.get('seed')} {label}: mIoU CNN {m.get('miou_cnn', float('nan')):.2f} "
               f"ViT {m.get('miou_vit', float('nan')):.2f}")
-    print(f"results: {storage}/{name}  (tables: python analysis/make_tables.py --results {storage})")
+    print(f"results: {storage}/{name}  (tables: python analysis/make_tables.py --results {storage}; "
+          f"curves: tensorboard --logdir {storage}/{name})")
     return 1 if failed else 0
 
 
@@ -330,7 +337,7 @@ def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
     """
     from ray.tune.search.optuna import OptunaSearch
     from cotrain.launch import experiment_exists, ray_session, run_experiment
-    common = run_options(args)
+    common = run_options(args, name)
     storage = common["storage"]
     metric = OBJECTIVES[args.objective]
     constants = {k: v for k, v in base.to_dict().items() if k not in SEARCHED}

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from cotrain.cli import OneLineParser, check_new_or_resume, check_storage, default_name, guarded, preflight
+from cotrain.cli import OneLineParser, add_mlflow_flag, check_new_or_resume, check_storage, default_name, guarded, preflight
 from cotrain.config import ConfigError, TrainConfig, add_config_flags, config_from_args
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-worker", type=float, default=None, help="default: all local CPUs / workers")
     parser.add_argument("--resume", action="store_true", help="resume the run called --name under --out")
     parser.add_argument("--direct", action="store_true", help="run the loop in this process, without Ray")
+    add_mlflow_flag(parser)
     return parser
 
 
@@ -76,15 +77,16 @@ def _run_direct(cfg: TrainConfig) -> dict:
 
 
 def _run_on_ray(cfg: TrainConfig, args: argparse.Namespace) -> dict:
-    from cotrain.launch import Resources, absolute_storage, local_cpu_share, ray_session, run_experiment
+    from cotrain.launch import Resources, absolute_storage, local_cpu_share, mlflow_callback, ray_session, run_experiment
     gpus = args.gpus_per_worker if args.gpus_per_worker is not None else float(_cuda_available())
     cpus = args.cpus_per_worker or local_cpu_share(cfg.workers)
     resources = Resources(workers=cfg.workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
     storage = absolute_storage(cfg.out)
+    callbacks = [mlflow_callback(args.mlflow, storage, cfg.name)] if args.mlflow is not None else None
     with ray_session(cluster=args.cluster, resources=resources):
         _write_resolved_config(cfg)  # once Ray answered: a bad --cluster leaves no run folder
         grid = run_experiment(cfg.to_dict(), name=cfg.name, storage=storage, resources=resources,
-                              resume=args.resume)
+                              resume=args.resume, callbacks=callbacks)
     result = grid[0]
     if result.error:
         raise SystemExit(f"run failed: {result.error}")

@@ -121,3 +121,50 @@ def test_qualitative_end_to_end_with_real_checkpoints(methods_results: Path, tmp
                              tmp_path / "builtin_data")
     assert [p.name for p in paths] == ["qualitative_methods.png", "qualitative_methods.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def _drawn_figures(monkeypatch) -> list:
+    """Figures the plot functions would save, kept open and drawn for layout checks."""
+    import analysis.plots as plots
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, stem: figures.append(fig) or fig.canvas.draw() or [])
+    return figures
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_sensitivity_axis_labels_and_legend_stay_clear_of_each_other_and_the_points(alpha_results, monkeypatch):
+    from analysis.plots import plot_sensitivity
+    figures = _drawn_figures(monkeypatch)
+    trials = load_results(alpha_results).trials
+    table = render_table("table7", "7", "Table 7", trials, paper_table("7"))
+    paper_stats = render_table("p", "7", "p", None, paper_table("7")).paper_stats
+    plot_sensitivity(table, paper_stats, ("mobilenet_v2", "mit_b1"), Path("unused"))
+    fig = figures[0]
+    left, right = fig.axes[0], fig.axes[1]
+    twin = next(ax for ax in fig.axes[2:] if ax.bbox.bounds == left.bbox.bounds)  # the left panel's paper axis
+    renderer = fig.canvas.get_renderer()
+    assert twin.yaxis.label.get_text() == "paper mIoU (%)"
+    assert not _overlap(twin.yaxis.label.get_window_extent(renderer), right.yaxis.label.get_window_extent(renderer))
+    assert not _overlap(twin.get_tightbbox(renderer), right.get_tightbbox(renderer))
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert all(legend.y1 <= ax.get_window_extent(renderer).y0 for ax in (left, right))  # below the panels
+
+
+def test_learning_curves_have_whole_epoch_ticks_and_one_legend_below(alpha_results, monkeypatch):
+    from analysis.plots import plot_curves
+    from analysis.tables import assign_rows
+    figures = _drawn_figures(monkeypatch)
+    results = load_results(alpha_results)
+    trials = assign_rows(results.trials, "7")
+    plot_curves(results.history, trials, ["miou_cnn", "miou_vit"], "mIoU (%)", "t", Path("unused"))
+    fig = figures[0]
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert ax.get_legend() is None
+    assert len(fig.legends) == 1
