@@ -23,6 +23,16 @@ def pytest_configure(config) -> None:
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """The largest encoders run only when ``-m`` names ``heavy``, so ``-m "not slow"`` stays the fast tier."""
+    if "heavy" in (config.option.markexpr or ""):
+        return
+    heavy = [item for item in items if "heavy" in item.keywords]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if "heavy" not in item.keywords]
+
+
 def pytest_unconfigure(config) -> None:
     shutil.rmtree(os.environ.get("RAY_TMPDIR", ""), ignore_errors=True)
 

@@ -107,6 +107,7 @@ COMPILED_STEP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # compiling both students takes about a minute on 2 cores
 def test_compiled_training_step_runs_on_cpu():
     """Inductor on CPU needs a C++ toolchain and time; skipped (with the reason) when it has neither."""
     try:
