@@ -2,13 +2,29 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config) -> None:
+    """Every test run gets its own Ray temp dir, inherited by the scripts it starts.
+
+    Ray records the running cluster's address under it, and a ``ray.init()`` elsewhere would
+    otherwise join (or wait minutes for) a cluster that another run started or left behind.
+    The path is short because Ray's unix socket paths must stay under ~107 characters.
+    """
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(os.environ.get("RAY_TMPDIR", ""), ignore_errors=True)
 
 
 def run_script(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
