@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cotrain.config import TrainConfig
+from cotrain.data.checks import DataError
 
 TRAIN_SUBDIR = "_train"
+DATA_ERROR = "data_error"  # the metric a Train worker reports its DataError under
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     checkpoint = ray.train.get_checkpoint()
     with (checkpoint.as_directory() if checkpoint else nullcontext(None)) as resume_from:
-        fit(cfg, report, resume_from=resume_from, is_main=context.get_world_rank() == 0,
-            wrap=ray.train.torch.prepare_model if distributed else (lambda m: m),
-            distributed=distributed)
+        try:
+            fit(cfg, report, resume_from=resume_from, is_main=context.get_world_rank() == 0,
+                wrap=ray.train.torch.prepare_model if distributed else (lambda m: m),
+                distributed=distributed)
+        except DataError as exc:
+            if distributed:  # the other ranks wait in collectives: only a failure ends them (after retries)
+                raise
+            # Ray Train retries every worker error; bad data fails the same way each time, so end the
+            # Train run normally with the error as its last report and let run_trial raise it (not retried).
+            ray.train.report({DATA_ERROR: str(exc)})
 
 
 def _assigned_cpus() -> int:
@@ -99,7 +108,24 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
             failure_config=ray.train.FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )
-    trainer.fit()
+    result = trainer.fit()
+    if DATA_ERROR in (result.metrics or {}):
+        raise DataError(result.metrics[DATA_ERROR])
+
+
+def trial_error(error: BaseException) -> BaseException:
+    """What a failed trial's error means to the user: its DataError (one line, exit 2), else a run failure."""
+    for candidate in (getattr(error, "cause", None), error.__cause__, error):  # Ray wraps it: RayTaskError
+        if type(candidate) is DataError:
+            return candidate
+    return SystemExit(f"run failed: {error}")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) ended a run; the message says how to resume it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"interrupted; resume with the same command plus --resume --name {name}")
 
 
 def flatten_cell(config: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +223,7 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
         tune.with_parameters(run_trial, storage=storage, experiment=name, resources=resources), {"CPU": 0.01})
     path = _join(storage, name)
     if resume:
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
+        return _unless_interrupted(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit(), name)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -209,7 +235,14 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
                                     max_concurrent_trials=resources.max_concurrent(cluster_resources())),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose),
     )
-    return tuner.fit()
+    return _unless_interrupted(tuner.fit(), name)
+
+
+def _unless_interrupted(grid, name: str):
+    """Tune catches Ctrl-C itself and returns with trials neither finished nor failed: raise it on."""
+    if grid.num_terminated + grid.num_errors < len(grid):
+        raise RunInterrupted(name)
+    return grid
 
 
 def experiment_exists(storage: str, name: str) -> bool:
