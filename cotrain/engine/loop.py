@@ -251,7 +251,7 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
     run = build_run(cfg, resume_from, wrap, distributed)
     # After a resume Tune may have started the trial's result.json afresh: the first report carries
     # the earlier epochs (``history``) so the learning curves keep them.
-    earlier = {"history": run.history[:-1] if run.start_epoch > cfg.epochs else run.history} if run.history else {}
+    earlier = {"history": run.history[:-1] if run.start_epoch > cfg.epochs else list(run.history)} if run.history else {}
     metrics: dict = {}
     if run.start_epoch > cfg.epochs:  # resumed from the last epoch's checkpoint (the driver died before
         metrics = {**run.saved_metrics, "epoch": cfg.epochs, **evaluate(run)}  # recording it): report again
