@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if distributed:  # the other ranks wait in collectives: only a failure ends them (after retries)
                 raise
             # Ray Train retries every worker error; bad data fails the same way each time, so end the
-            # Train run normally with the error as its last report and let run_trial raise it (not retried).
+            # Train run normally with the error as its last report (it reaches Tune's result) and let
+            # run_trial fail the trial (Tune does not retry it).
             ray.train.report({DATA_ERROR: str(exc)})
 
 
@@ -109,16 +111,15 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )
     result = trainer.fit()
-    if DATA_ERROR in (result.metrics or {}):
-        raise DataError(result.metrics[DATA_ERROR])
+    if (result.metrics or {}).get("epoch") != config["epochs"]:  # ended early without an error: bad data
+        raise DataError(f"the run stopped on data it could not use; its last report ({DATA_ERROR}) names the file")
 
 
-def trial_error(error: BaseException) -> BaseException:
-    """What a failed trial's error means to the user: its DataError (one line, exit 2), else a run failure."""
-    for candidate in (getattr(error, "cause", None), error.__cause__, error):  # Ray wraps it: RayTaskError
-        if type(candidate) is DataError:
-            return candidate
-    return SystemExit(f"run failed: {error}")
+def trial_error(result) -> BaseException:
+    """What a failed trial means to the user: its data error (one line, exit 2), else a run failure."""
+    if (result.metrics or {}).get(DATA_ERROR):
+        return DataError(result.metrics[DATA_ERROR])
+    return SystemExit(f"run failed: {result.error}")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -222,6 +223,7 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, storage=storage, experiment=name, resources=resources), {"CPU": 0.01})
     path = _join(storage, name)
+    INTERRUPTED.clear()
     if resume:
         return _unless_interrupted(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit(), name)
     tuner = tune.Tuner(
@@ -233,14 +235,34 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
                                     # a trial the next one fails ("reset_config() ..."): kept off.
                                     reuse_actors=False,
                                     max_concurrent_trials=resources.max_concurrent(cluster_resources())),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose, callbacks=[_interrupt_watch()]),
     )
     return _unless_interrupted(tuner.fit(), name)
 
 
+INTERRUPTED = threading.Event()
+
+
+def _interrupt_watch():
+    """A Tune callback that notes Ctrl-C: Tune handles it itself (saves, then returns as if done)."""
+    from ray import tune
+
+    class InterruptWatch(tune.Callback):
+        def setup(self, **info: Any) -> None:  # runs after Tune installed its SIGINT handler
+            tune_handler = signal.getsignal(signal.SIGINT)
+
+            def note(signum, frame) -> None:
+                from cotrain import launch  # the live module (Tune pickles this callback into tuner.pkl)
+                launch.INTERRUPTED.set()
+                if callable(tune_handler):
+                    tune_handler(signum, frame)
+            signal.signal(signal.SIGINT, note)
+
+    return InterruptWatch()
+
+
 def _unless_interrupted(grid, name: str):
-    """Tune catches Ctrl-C itself and returns with trials neither finished nor failed: raise it on."""
-    if grid.num_terminated + grid.num_errors < len(grid):
+    if INTERRUPTED.is_set():
         raise RunInterrupted(name)
     return grid
 

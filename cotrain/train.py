@@ -112,7 +112,7 @@ def _run_on_ray(cfg: TrainConfig, args: argparse.Namespace) -> dict:
                               resume=args.resume)
     result = grid[0]
     if result.error:
-        raise trial_error(result.error)
+        raise trial_error(result)
     return result.metrics or {}
 
 

@@ -244,13 +244,36 @@ def test_bad_input_gives_one_line_and_exit_2(case: Case, tmp_path: Path):
 
 
 def test_data_check_reports_out_of_range_labels(tmp_path: Path):
-    """``check`` prints its report (one line per kind of problem) on stdout and exits 2."""
+    """``check`` prints its report (each faulty file, then a count per kind) on stdout and exits 2."""
     _bad_labels(tmp_path)
     done = subprocess.run([sys.executable, "-m", "cotrain.data", "check", "--dataset", "builtin", "--root",
                            str(tmp_path / "labels")], cwd=REPO, capture_output=True, text=True, timeout=120, env=env())
     assert done.returncode == 2, done.stdout + done.stderr
     problems = [line for line in done.stdout.splitlines() if line.strip()]
-    assert len(problems) == 1 and problems[0].startswith("bad label values: 1 file(s)"), done.stdout
+    assert len(problems) == 2 and problems[1].startswith("bad label values: 1 file(s)"), done.stdout
+    assert "label value 50 is outside 0..7 and 255" in problems[0]
+
+
+def test_data_check_names_every_file_with_its_reason(tmp_path: Path):
+    """Every faulty file is printed (none hidden behind "..."), a size mismatch under the mask with both
+    sizes, an RGB mask with why it is refused."""
+    from cotrain.data import generate_builtin
+    root = generate_builtin(tmp_path / "data", num_train=9, num_val=1, size=64)
+    masks = sorted((root / "SegmentationClass").glob("train_*.png"))
+    for mask in masks[:7]:
+        _set_mask(mask, np.full((64, 64), 40))
+    Image.new("RGB", (64, 64)).save(masks[7])
+    _set_mask(masks[8], np.zeros((32, 64)))
+    done = subprocess.run([sys.executable, "-m", "cotrain.data", "check", "--dataset", "builtin", "--root", str(root)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env())
+    assert done.returncode == 2, done.stderr
+    out = done.stdout
+    for mask in masks[:7]:
+        assert f"bad label values: {mask}: label value 40 is outside 0..7 and 255" in out
+    assert f"unreadable mask: {masks[7]}: label image has mode RGB" in out
+    image = root / "JPEGImages" / masks[8].with_suffix(".jpg").name
+    assert f"size mismatch: {masks[8]}: mask is 64x32 (WxH), its image {image} is 64x64" in out
+    assert "..." not in out
 
 
 def test_half_written_results_show_as_unfinished(tmp_path: Path):
