@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cotrain.config import TrainConfig
-from cotrain.data.checks import DataError
 
 TRAIN_SUBDIR = "_train"
 DATA_ERROR = "data_error"  # the metric a Train worker reports its DataError under
@@ -46,6 +45,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
+    from cotrain.data import DataError
     from cotrain.engine.loop import fit
 
     cfg = TrainConfig.from_dict(config)
@@ -112,11 +112,13 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
     )
     result = trainer.fit()
     if (result.metrics or {}).get("epoch") != config["epochs"]:  # ended early without an error: bad data
+        from cotrain.data import DataError  # here: the trial actor skips the data package otherwise
         raise DataError(f"the run stopped on data it could not use; its last report ({DATA_ERROR}) names the file")
 
 
 def trial_error(result) -> BaseException:
     """What a failed trial means to the user: its data error (one line, exit 2), else a run failure."""
+    from cotrain.data import DataError
     if (result.metrics or {}).get(DATA_ERROR):
         return DataError(result.metrics[DATA_ERROR])
     return SystemExit(f"run failed: {result.error}")

@@ -88,8 +88,8 @@ class MetricsFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
-            if path.is_file() else []
+        text = path.read_text() if path.is_file() else ""
+        self.lines = [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def record(self, metrics: dict) -> None:
         metrics = {k: v for k, v in metrics.items() if k != "history"}  # the file keeps every epoch already
