@@ -21,7 +21,7 @@ import torch
 
 from cotrain.cli import OneLineParser, guarded
 from cotrain.config import ConfigError
-from cotrain.models.registry import encoder_names
+from cotrain.models.registry import ENCODERS, encoder_names
 
 CACHE_ENV = "COTRAIN_WEIGHTS_CACHE"
 FILES = ("config.json", "model.safetensors")
@@ -55,9 +55,10 @@ def weights_file(encoder: str, cache: Optional[str] = None, offline: bool = Fals
         except Exception as exc:  # offline, not cached, hub unreachable: many types, one meaning
             failure = exc
     where = cache or "the Hugging Face cache"
+    kind = ENCODERS[encoder].kind
     raise WeightsError(
         f"weights=imagenet: could not get {encoder}'s ImageNet weights ({type(failure).__name__}); on a machine "
-        f"with internet run `python -m cotrain.weights fetch --cnn CNN --vit VIT --cache DIR` into a folder the "
+        f"with internet run `python -m cotrain.weights fetch --{kind} {encoder} --cache DIR` into a folder the "
         f"nodes share and set {CACHE_ENV}=DIR (now: {where})") from failure
 
 
