@@ -13,7 +13,7 @@ from cotrain.config import resolve
 from cotrain.engine.checkpoint import CHECKPOINT_FILE, load_state
 from cotrain.train import main
 
-SMOKE = ["--preset", "smoke", "--direct"]
+SMOKE = ["--preset", "smoke", "--direct", "--max-val-images", "1"]
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -30,7 +30,7 @@ def _epochs(folder: Path) -> list[int]:
 def test_resume_names_every_changed_key_and_keeps_the_saved_config(tmp_path, capsys):
     folder = tmp_path / "R"
     folder.mkdir()
-    saved = resolve("smoke", overrides={"out": str(tmp_path), "name": "R"}).to_dict()
+    saved = resolve("smoke", overrides={"out": str(tmp_path), "name": "R", "max_val_images": 1}).to_dict()
     (folder / "config.yaml").write_text(yaml.safe_dump(saved))
     (folder / "metrics.jsonl").write_text("")
     before = (folder / "config.yaml").read_text()
@@ -77,7 +77,7 @@ def test_checkpoint_copy_killed_midway_keeps_the_previous_one_and_resume_continu
 
 def test_direct_run_refuses_an_existing_name_and_a_ray_run(tmp_path, capsys):
     (tmp_path / "old").mkdir()
-    saved = resolve("smoke", overrides={"out": str(tmp_path)}).to_dict()
+    saved = resolve("smoke", overrides={"out": str(tmp_path), "max_val_images": 1}).to_dict()
     (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(saved))
     assert _exit_code([*SMOKE, "--out", str(tmp_path), "--name", "old"]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -103,24 +103,24 @@ def test_learning_curve_keeps_the_epochs_before_a_resume(tmp_path):
     from analysis.results import load_results
     from cotrain.engine.loop import fit
 
-    cfg = resolve("smoke", overrides={"epochs": 3, "out": str(tmp_path), "name": "c"})
-    saved = tmp_path / "after-epoch-2"
+    cfg = resolve("smoke", overrides={"max_val_images": 1, "out": str(tmp_path), "name": "c"})
+    saved = tmp_path / "after-epoch-1"
 
-    def keep_epoch_2(metrics, folder):
-        if metrics["epoch"] == 2:
+    def keep_epoch_1(metrics, folder):
+        if metrics["epoch"] == 1:
             shutil.copytree(folder, saved)
 
     first = []
-    fit(cfg, lambda m, f: (first.append(m), keep_epoch_2(m, f)), log=lambda _: None)
+    fit(cfg, lambda m, f: (first.append(m), keep_epoch_1(m, f)), log=lambda _: None)
     resumed = []
     fit(cfg, lambda m, f: resumed.append(m), resume_from=str(saved), log=lambda _: None)
-    assert [m["epoch"] for m in resumed] == [3]
-    assert [h["epoch"] for h in resumed[0]["history"]] == [1, 2]
+    assert [m["epoch"] for m in resumed] == [2]
+    assert [h["epoch"] for h in resumed[0]["history"]] == [1]
 
     trial = tmp_path / "results" / "exp" / "trial_00000"
     trial.mkdir(parents=True)
     (trial / "params.json").write_text(json.dumps(cfg.to_dict()))
     (trial / "result.json").write_text("".join(json.dumps(m) + "\n" for m in resumed))  # as Tune left it
     history = load_results(tmp_path / "results").history
-    assert list(history["epoch"]) == [1, 2, 3]
+    assert list(history["epoch"]) == [1, 2]
     assert list(history["miou_cnn"]) == pytest.approx([m["miou_cnn"] for m in first])
