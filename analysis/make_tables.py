@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.results.is_dir() and not args.paper:
         raise UsageError(f"--results {args.results}: no such directory (give the folder holding the sweeps' "
                          f"experiment folders, or use --paper for the paper's tables alone)")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder (created if missing)")
     return args
 
 

@@ -169,6 +169,18 @@ def find_experiments(root: Path) -> list[Path]:
     return [p for p in sorted(root.iterdir()) if p.is_dir() and any(is_trial_dir(t) for t in p.iterdir())]
 
 
+def whole_history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reports, preceded by the earlier epochs a resumed trial carried in a report's ``history``.
+
+    Tune may start a resumed trial's ``result.json`` afresh; the training loop then sends the
+    epochs before the resume along (see ``cotrain.engine.loop.fit``).
+    """
+    reported = {r.get("epoch") for r in records}
+    carried = {h["epoch"]: h for r in records for h in r.get("history") or []
+               if isinstance(h, dict) and h.get("epoch") is not None and h["epoch"] not in reported}
+    return [carried[e] for e in sorted(carried)] + records
+
+
 def _history_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One history row per report, keeping only the keys the plots use."""
     ids = {"experiment": row["experiment"], "trial_id": row["trial_id"]}
@@ -205,7 +217,7 @@ def load_results(root: str | Path) -> Results:
                 continue
             row, records = loaded
             rows.append(row)
-            history += _history_rows(row, records)
+            history += _history_rows(row, whole_history(records))
             iou += _iou_rows(row, records)
     trials = pd.DataFrame(rows, columns=[*CONFIG_KEYS, "experiment", "trial_dir", "trial_id", "status",
                                          "last_epoch", "miou_cnn", "miou_vit", "table_id"])

@@ -4,10 +4,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, NoReturn, Optional
+from typing import Callable, Iterator, NoReturn, Optional
 
-from cotrain.config import ConfigError, TrainConfig
+from cotrain.config import ConfigError, TrainConfig, config_from_args, load_yaml
+
+#: Keys a resumed run may change: they cannot change its results (``out``/``name`` only locate it).
+RESUMABLE_CHANGES = ("log_every", "out", "name")
+LOCK_FILE = ".cotrain.lock"
 
 EXIT_USAGE = 2
 
@@ -35,8 +40,8 @@ def guarded(main: Callable[[], int]) -> int:
         return main()
     except (ConfigError, DataError, CheckpointError, ClusterError) as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        print("interrupted; resume with --resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(str(exc) or "interrupted; resume with --resume --name NAME", file=sys.stderr)
         return 130
 
 
@@ -64,26 +69,88 @@ def check_storage(storage: str) -> None:
                           "with a writable folder") from exc
 
 
-def check_new_or_resume(storage: str, name: Optional[str], resume: bool) -> None:
-    """``--resume`` needs an existing experiment ``name``; a new run must not reuse one."""
+def check_new_or_resume(storage: str, name: Optional[str], resume: bool, direct: bool = False) -> None:
+    """``--resume`` needs an existing run ``name`` started the same way (``--direct`` or Ray); a new
+    run must not reuse one."""
     from cotrain.launch import absolute_storage, experiment_exists
     if resume and not name:
         raise ConfigError("--resume needs --name NAME of the experiment to resume")
-    exists = experiment_exists(absolute_storage(storage), name or "")
+    on_ray = experiment_exists(absolute_storage(storage), name or "")
+    exists = on_ray or ("://" not in storage and Path(storage, name or "", "config.yaml").is_file())
     if resume and not exists and "://" not in storage:
         raise ConfigError(f"--resume: no experiment {name!r} under {storage}")
     if not resume and exists:
         raise ConfigError(f"experiment {name!r} already exists under {storage}; "
                           "pass --resume to continue it or a new --name")
+    if resume and exists and on_ray == direct:
+        raise ConfigError(f"--resume: run {name!r} was started {'through Ray' if on_ray else 'with --direct'}; "
+                          f"resume it {'without' if on_ray else 'with'} --direct")
 
 
-def preflight(cfg: TrainConfig) -> None:
-    """Check data, classes, weights and teacher checkpoints before any worker starts."""
+def resumed_config(args: argparse.Namespace, cfg: TrainConfig) -> TrainConfig:
+    """The saved config of the run being resumed, with the flags given now on top.
+
+    Fails naming every key whose new value differs, unless it cannot change results.
+    """
+    saved_file = Path(cfg.out, cfg.name or "", "config.yaml")
+    if "://" in cfg.out or not saved_file.is_file():
+        return cfg  # nothing to compare with: check_new_or_resume reports a missing run
+    saved = load_yaml(saved_file)
+    resumed = config_from_args(args, base=saved)
+    changed = [f"{key}={saved.get(key)!r} (now {value!r})" for key, value in resumed.to_dict().items()
+               if key not in RESUMABLE_CHANGES and value != saved.get(key)]
+    if changed:
+        raise ConfigError(f"--resume: run {cfg.name!r} was started with {', '.join(changed)}; a resumed run keeps "
+                          f"its config (only {', '.join(RESUMABLE_CHANGES)} may change)")
+    return resumed
+
+
+@contextmanager
+def run_lock(storage: str, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder ``<storage>/<name>`` (local storage) while the run lasts.
+
+    A second run with the same name fails at once; the lock dies with its process, even on SIGKILL.
+    """
+    import fcntl
+    if "://" in storage:
+        yield
+        return
+    folder = Path(storage, name)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    handle = path.open("a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"run {name!r} under {storage} is in use by another process; "
+                              "wait for it or pick a new --name") from None
+        yield
+    finally:
+        handle.close()
+        if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:  # nothing started: leave no trace
+            path.unlink(missing_ok=True)
+            folder.rmdir()
+
+
+def preflight(cfg: TrainConfig, local: bool = True) -> None:
+    """Check device, data (every pair opens and its sizes match), classes, weights and teacher
+    checkpoints before any worker starts. ``local``: the run's workers use this machine's devices."""
+    from cotrain.data.checks import require_matching_sizes
     from cotrain.engine.checkpoint import load_state
     from cotrain.engine.data import build_eval_data, build_train_data
 
-    _, spec = build_train_data(cfg)
-    build_eval_data(cfg, spec)
+    if local:
+        check_device(cfg)
+    train_set, spec = build_train_data(cfg)
+    val_set, _ = build_eval_data(cfg, spec)
+    for dataset in (train_set, val_set):
+        require_matching_sizes(dataset.files, f"{spec.name} {dataset.split}")
+    if cfg.weights == "imagenet" and local:
+        from cotrain.weights import cache_dir, weights_file
+        for encoder in (cfg.cnn, cfg.vit):
+            weights_file(encoder, cache_dir())
     if cfg.weights not in (None, "none", "imagenet") and not Path(cfg.weights).is_file():
         raise ConfigError(f"weights={cfg.weights!r} is invalid: not a file; allowed: imagenet, none, a state-dict path")
     for key in ("teacher_cnn", "teacher_vit"):
@@ -93,3 +160,9 @@ def preflight(cfg: TrainConfig) -> None:
             if state["num_classes"] != spec.num_classes:
                 raise ConfigError(f"{key}={path} has num_classes={state['num_classes']}, "
                                   f"dataset {spec.name!r} has {spec.num_classes}")
+
+
+def check_device(cfg: TrainConfig) -> None:
+    import torch
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' is invalid: no CUDA device is available here; allowed: auto, cpu")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -45,6 +46,16 @@ def _one_of(options: Callable[[], list[str]]) -> Callable[[Any], Optional[str]]:
 
 def _at_least(n: int) -> Callable[[int], Optional[str]]:
     return lambda v: None if v >= n else f"must be >= {n}"
+
+
+def _seed_range(v: int) -> Optional[str]:
+    return None if 0 <= v < 2**32 else "must be an integer in [0, 2**32)"
+
+
+def _plain_name(v: str) -> Optional[str]:
+    # The run folder is <out>/<name>: anything but a plain folder name could write elsewhere.
+    ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+=-]*", v) is not None
+    return None if ok else "must be a plain folder name (letters, digits, . _ + = -; no '/' or leading '.')"
 
 
 def _fraction(v: float) -> Optional[str]:
@@ -133,9 +144,9 @@ class TrainConfig:
     # run
     preset: str = _f("cpu", "preset of defaults", _one_of(lambda: sorted(PRESETS)))
     epochs: int = _f(4, "training epochs", _at_least(1))
-    seed: int = _f(0, "random seed", _at_least(0))
+    seed: int = _f(0, "random seed", _seed_range)
     out: str = _f("results", "output folder (or URI) for runs")
-    name: Optional[str] = _f(None, "run name (default: derived from the config and time)")
+    name: Optional[str] = _f(None, "run name (default: derived from the config and time)", _plain_name)
     device: str = _f("auto", "auto, cpu or cuda", _one_of(lambda: ["auto", "cpu", "cuda"]))
     amp: bool = _f(True, "bf16 autocast on CUDA (loss math stays fp32)")
     channels_last: bool = _f(True, "channels_last memory format for the CNN on CUDA")
@@ -238,7 +249,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(values, dict):
@@ -275,12 +288,14 @@ def _cli_type(typ: type, f: dataclasses.Field) -> Callable[[str], Any]:
         if f.default is None and text.lower() in ("none", "null"):
             return None
         return typ(text)
+    parse.__name__ = typ.__name__  # argparse names it in "invalid int value: '1e20'"
     return parse
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Resolve a TrainConfig from parsed flags (and ``--config`` file)."""
+def config_from_args(args: argparse.Namespace, base: Optional[dict] = None) -> TrainConfig:
+    """Resolve a TrainConfig from parsed flags (and ``--config`` file) on top of ``base``
+    (a resumed run's saved config; preset defaults otherwise)."""
     file_values = load_yaml(args.config) if getattr(args, "config", None) else {}
     names = {f.name for f in fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return resolve(file_values=file_values, overrides=overrides)
+    return resolve(file_values={**(base or {}), **file_values}, overrides=overrides)

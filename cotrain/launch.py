@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ def quiet_ray_console_env() -> None:
 
 
 quiet_ray_console_env()
+
+DATA_ERROR = "data_error"  # the metric a Train worker reports its DataError under
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
+    from cotrain.data import DataError
     from cotrain.engine.loop import fit
 
     cfg = TrainConfig.from_dict(config)
@@ -122,9 +126,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     checkpoint = ray.train.get_checkpoint()
     with (checkpoint.as_directory() if checkpoint else nullcontext(None)) as resume_from:
-        fit(cfg, report, resume_from=resume_from, is_main=context.get_world_rank() == 0,
-            wrap=ray.train.torch.prepare_model if distributed else (lambda m: m),
-            distributed=distributed)
+        try:
+            fit(cfg, report, resume_from=resume_from, is_main=context.get_world_rank() == 0,
+                wrap=ray.train.torch.prepare_model if distributed else (lambda m: m),
+                distributed=distributed)
+        except DataError as exc:
+            if distributed:  # the other ranks wait in collectives: only a failure ends them (after retries)
+                raise
+            # Ray Train retries every worker error; bad data fails the same way each time, so end the
+            # Train run normally with the error as its last report (it reaches Tune's result) and let
+            # run_trial fail the trial (Tune does not retry it).
+            ray.train.report({DATA_ERROR: str(exc)})
 
 
 def _assigned_cpus() -> int:
@@ -172,7 +184,42 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
                                                    controller_failure_limit=0),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )
-    trainer.fit()
+    marker = _data_error_marker(storage, experiment, trial_id)
+    if marker is not None and marker.is_file():  # Tune retries failed trials; bad data fails alike each time
+        raise _data_error(marker.read_text())
+    result = trainer.fit()
+    if (result.metrics or {}).get("epoch") != config["epochs"]:  # ended early without an error: bad data
+        message = f"the run stopped on data it could not use; its last report ({DATA_ERROR}) names the file"
+        if marker is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(message)
+        raise _data_error(message)
+
+
+def _data_error_marker(storage: str, experiment: str, trial_id: str) -> Optional[Path]:
+    """Where a trial records that its data cannot be used, so that Tune's retry fails at once (local storage)."""
+    return None if "://" in storage else Path(_join(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}",
+                                                    "data_error.txt"))
+
+
+def _data_error(message: str) -> Exception:
+    from cotrain.data import DataError  # here: the trial actor skips the data package otherwise
+    return DataError(message)
+
+
+def trial_error(result) -> BaseException:
+    """What a failed trial means to the user: its data error (one line, exit 2), else a run failure."""
+    from cotrain.data import DataError
+    if (result.metrics or {}).get(DATA_ERROR):
+        return DataError(result.metrics[DATA_ERROR])
+    return SystemExit(f"run failed: {result.error}")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) ended a run; the message says how to resume it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"interrupted; resume with the same command plus --resume --name {name}")
 
 
 def flatten_cell(config: dict[str, Any]) -> dict[str, Any]:
@@ -364,8 +411,9 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
         tune.with_parameters(run_trial, storage=storage, experiment=name, resources=resources),
         {"CPU": TRIAL_ACTOR_CPU})
     path = _join(storage, name)
+    INTERRUPTED.clear()
     if resume:
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit()
+        return _unless_interrupted(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit(), name)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -377,9 +425,36 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
                                     max_concurrent_trials=trials_at_once(resources)),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
                                   failure_config=tune.FailureConfig(max_failures=resources.trial_retries),
-                                  callbacks=callbacks),
+                                  callbacks=[_interrupt_watch(), *(callbacks or [])]),
     )
-    return tuner.fit()
+    return _unless_interrupted(tuner.fit(), name)
+
+
+INTERRUPTED = threading.Event()
+
+
+def _interrupt_watch():
+    """A Tune callback that notes Ctrl-C: Tune handles it itself (saves, then returns as if done)."""
+    from ray import tune
+
+    class InterruptWatch(tune.Callback):
+        def setup(self, **info: Any) -> None:  # runs after Tune installed its SIGINT handler
+            tune_handler = signal.getsignal(signal.SIGINT)
+
+            def note(signum, frame) -> None:
+                from cotrain import launch  # the live module (Tune pickles this callback into tuner.pkl)
+                launch.INTERRUPTED.set()
+                if callable(tune_handler):
+                    tune_handler(signum, frame)
+            signal.signal(signal.SIGINT, note)
+
+    return InterruptWatch()
+
+
+def _unless_interrupted(grid, name: str):
+    if INTERRUPTED.is_set():
+        raise RunInterrupted(name)
+    return grid
 
 
 def mlflow_callback(uri: Optional[str], storage: str, experiment: str):

@@ -158,10 +158,11 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
     if args.dry_run:
         return print_dry_run(base, cells, args.seeds)
     check_storage(args.storage)
-    _check_new_or_resume(args, name)
-    from cotrain.cli import preflight
-    preflight(base)
-    grid = execute_staged(spec, args, base, cells, name) if spec.staged else execute(spec, args, base, cells, name)
+    from cotrain.cli import preflight, run_lock
+    preflight(base, local=not args.cluster)
+    with run_lock(args.storage, name):
+        _check_new_or_resume(args, name)
+        grid = execute_staged(spec, args, base, cells, name) if spec.staged else execute(spec, args, base, cells, name)
     return summarise(grid, args.storage, name)
 
 

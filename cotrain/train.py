@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from cotrain.cli import OneLineParser, add_mlflow_flag, check_new_or_resume, check_storage, default_name, guarded, preflight
+from cotrain.cli import (OneLineParser, add_mlflow_flag, check_new_or_resume, check_storage, default_name,
+                         guarded, preflight, resumed_config, run_lock)
 from cotrain.config import ConfigError, TrainConfig, add_config_flags, config_from_args
+from cotrain.launch import RunInterrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +42,16 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.resume and not cfg.name:
         raise ConfigError("--resume needs --name NAME of the run to resume")
+    cfg = resumed_config(args, cfg) if args.resume else cfg
     cfg = cfg.replace(name=cfg.name or default_name(f"train-{cfg.method}"))
     check_storage(cfg.out)
-    if not args.direct:
-        check_new_or_resume(cfg.out, cfg.name, args.resume)
-    preflight(cfg)
-    metrics = _run_direct(cfg) if args.direct else _run_on_ray(cfg, args)
+    preflight(cfg, local=not args.cluster)
+    with run_lock(cfg.out, cfg.name):
+        check_new_or_resume(cfg.out, cfg.name, args.resume, direct=args.direct)
+        try:
+            metrics = _run_direct(cfg, args.resume) if args.direct else _run_on_ray(cfg, args)
+        except KeyboardInterrupt:
+            raise RunInterrupted(cfg.name) from None
     _print_summary(cfg, metrics)
     return 0
 
@@ -57,39 +64,58 @@ def _write_resolved_config(cfg: TrainConfig) -> None:
         (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-def _run_direct(cfg: TrainConfig) -> dict:
+def _run_direct(cfg: TrainConfig, resume: bool) -> dict:
+    """The loop in this process; the run folder holds config.yaml, metrics.jsonl and checkpoint/."""
+    from cotrain.engine.checkpoint import CHECKPOINT_FILE, atomic_copy, remove_stale_temps
     from cotrain.engine.loop import fit
-    _write_resolved_config(cfg)
     folder = Path(cfg.out, cfg.name)
-    lines = (folder / "metrics.jsonl").open("a")
-    last: dict = {}
+    checkpoint = folder / "checkpoint"
+    if not resume:
+        _write_resolved_config(cfg)
+    remove_stale_temps(checkpoint)
+    history = MetricsFile(folder / "metrics.jsonl")
 
-    def report(metrics: dict, checkpoint: Optional[str]) -> None:
-        last.update(metrics)
-        lines.write(json.dumps(metrics) + "\n")
-        lines.flush()
-        if checkpoint:
-            import shutil
-            shutil.copytree(checkpoint, folder / "checkpoint", dirs_exist_ok=True)
+    def report(metrics: dict, saved: Optional[str]) -> None:
+        history.record(metrics)  # first: killed before the copy, the resumed run replays this epoch's line
+        if saved:
+            atomic_copy(Path(saved, CHECKPOINT_FILE), checkpoint / CHECKPOINT_FILE)
 
-    fit(cfg, report)
-    return last
+    resume_from = checkpoint if resume and (checkpoint / CHECKPOINT_FILE).is_file() else None
+    return fit(cfg, report, resume_from=str(resume_from) if resume_from else None)
+
+
+class MetricsFile:
+    """``metrics.jsonl``: one line per epoch, rewritten atomically; a replayed epoch replaces its line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        text = path.read_text() if path.is_file() else ""
+        self.lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def record(self, metrics: dict) -> None:
+        metrics = {k: v for k, v in metrics.items() if k != "history"}  # the file keeps every epoch already
+        self.lines = [m for m in self.lines if m.get("epoch", 0) < metrics.get("epoch", 0)] + [metrics]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(json.dumps(m) + "\n" for m in self.lines))
+        os.replace(tmp, self.path)
 
 
 def _run_on_ray(cfg: TrainConfig, args: argparse.Namespace) -> dict:
-    from cotrain.launch import Resources, absolute_storage, local_cpu_share, mlflow_callback, ray_session, run_experiment
+    from cotrain.launch import (Resources, absolute_storage, local_cpu_share, mlflow_callback, ray_session,
+                                run_experiment, trial_error)
     gpus = args.gpus_per_worker if args.gpus_per_worker is not None else float(_cuda_available())
     cpus = args.cpus_per_worker or local_cpu_share(cfg.workers)
     resources = Resources(workers=cfg.workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
     storage = absolute_storage(cfg.out)
     callbacks = [mlflow_callback(args.mlflow, storage, cfg.name)] if args.mlflow is not None else None
     with ray_session(cluster=args.cluster, resources=resources):
-        _write_resolved_config(cfg)  # once Ray answered: a bad --cluster leaves no run folder
+        if not args.resume:
+            _write_resolved_config(cfg)  # once Ray answered: a bad --cluster leaves no run folder
         grid = run_experiment(cfg.to_dict(), name=cfg.name, storage=storage, resources=resources,
                               resume=args.resume, callbacks=callbacks)
     result = grid[0]
     if result.error:
-        raise SystemExit(f"run failed: {result.error}")
+        raise trial_error(result)
     return result.metrics or {}
 
 

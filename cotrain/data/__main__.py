@@ -9,22 +9,26 @@ from collections.abc import Sequence
 
 from cotrain.data import DATASETS, DataError, generate_builtin, get_dataset, get_spec, scan_dataset, train_transform
 from cotrain.data.bench import loader_throughput, throughput_table
-from cotrain.data.checks import format_problem
+from cotrain.data.checks import summarise
 from cotrain.data.sbd import prepare_sbd
 
 EXIT_PROBLEMS = 2
 
 
 def check(args: argparse.Namespace) -> int:
-    """Open every file of one split and print one line per kind of problem."""
+    """Open every file of one split; print one line per faulty file (kind, path, reason), then a count per kind."""
+    if args.split not in get_spec(args.dataset).splits:
+        print(f"error: --split {args.split!r} is invalid for {args.dataset}; allowed: "
+              f"{', '.join(get_spec(args.dataset).splits)}", file=sys.stderr)
+        return EXIT_PROBLEMS
     try:
         dataset = get_dataset(args.dataset, args.root, args.split, check=False)
     except DataError as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_PROBLEMS
     problems = scan_dataset(dataset)
-    for kind, paths in problems.items():
-        print(format_problem(kind, paths))
+    for line in [*map(str, problems), *summarise(problems)]:
+        print(line)
     if problems:
         return EXIT_PROBLEMS
     print(f"OK: {len(dataset)} {args.dataset} {args.split} pairs checked, no problems")
@@ -36,7 +40,7 @@ def prepare(args: argparse.Namespace) -> int:
     try:
         ids = prepare_sbd(args.sbd, args.voc)
     except DataError as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_PROBLEMS
     print(f"trainaug.txt: {len(ids)} images")
     return 0

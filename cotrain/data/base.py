@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cotrain.data.checks import DataError, require_dir, require_pairs
+from cotrain.data.checks import DataError, decoded, label_problem, require_dir, require_pairs, size_problem
 
 IGNORE_INDEX = 255
 
@@ -198,5 +198,17 @@ class SegmentationDataset(Dataset, ABC):
 
     def __getitem__(self, index: int) -> Any:
         image_path, mask_path = self.files[index]
-        image, mask = read_image(image_path), self.read_mask(mask_path)
+        image, mask = self.read_pair(image_path, mask_path)
         return (image, mask) if self.transform is None else self.transform(image, mask)
+
+    def read_pair(self, image_path: Path, mask_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode one pair; a file that cannot be used raises :class:`DataError` naming it and why.
+
+        (Never retried: the same file fails the same way, so the run stops at once.)
+        """
+        image, mask = decoded(read_image, image_path), decoded(self.read_mask, mask_path)
+        problem = size_problem((image.shape[2], image.shape[1]), (mask.shape[1], mask.shape[0]), image_path)
+        problem = problem or label_problem(mask.numpy(), self.num_classes)
+        if problem:
+            raise DataError(f"{mask_path}: {problem}")
+        return image, mask

@@ -5,16 +5,19 @@ Every problem becomes one line naming the file and what to do, before training.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image
 
 if TYPE_CHECKING:
     from cotrain.data.base import SegmentationDataset
 
 IGNORE_INDEX = 255
+T = TypeVar("T")
 
 #: Problem kind -> what the user should do about it.
 ADVICE: dict[str, str] = {
@@ -29,7 +32,62 @@ ADVICE: dict[str, str] = {
 
 
 class DataError(ValueError):
-    """The dataset on disk is missing, incomplete or malformed."""
+    """The dataset on disk is missing, incomplete or malformed; the message names the file."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        # Re-raised from a DataLoader worker, the message carries the worker's traceback: keep our line.
+        marker = f"{type(self).__name__}: "
+        last = text.rstrip().splitlines()[-1] if text.strip() else text
+        return last.split(marker, 1)[1] if "Original Traceback" in text and marker in last else text
+
+
+#: What PIL and numpy raise for a file that is not a decodable image.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def decoded(read: Callable[[Path], T], path: Path) -> T:
+    """``read(path)``; an undecodable file becomes a :class:`DataError` naming it and the cause."""
+    try:
+        return read(path)
+    except DataError:
+        raise
+    except DECODE_ERRORS as exc:
+        raise DataError(f"{path}: cannot be decoded ({type(exc).__name__}: {exc})") from exc
+
+
+def label_problem(labels: np.ndarray, num_classes: int) -> str | None:
+    """Why ``labels`` are not train IDs in [0, K) or 255, naming the first bad value; None if they are."""
+    bad = ((labels < 0) | (labels >= num_classes)) & (labels != IGNORE_INDEX)
+    if not bad.any():
+        return None
+    return f"label value {int(labels[bad].flat[0])} is outside 0..{num_classes - 1} and {IGNORE_INDEX} (ignore)"
+
+
+def size_problem(image_size: tuple[int, int], mask_size: tuple[int, int], image: Path) -> str | None:
+    """Why a mask of ``mask_size`` (W, H) does not fit its image; None if it does."""
+    if image_size == mask_size:
+        return None
+    return f"mask is {mask_size[0]}x{mask_size[1]} (WxH), its image {image} is {image_size[0]}x{image_size[1]}"
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(W, H) from the file's header, without decoding the pixels."""
+    def read(p: Path) -> tuple[int, int]:
+        with Image.open(p) as image:
+            return image.size
+    return decoded(read, path)
+
+
+def require_matching_sizes(pairs: Sequence[tuple[Path, Path]], what: str) -> None:
+    """Open every image and mask header; raise :class:`DataError` at the first pair that does not fit.
+
+    Cheap (headers only, no decoding), so every run does it before training starts.
+    """
+    for image, mask in pairs:
+        problem = size_problem(header_size(image), header_size(mask), image)
+        if problem:
+            raise DataError(f"{mask}: {problem}; run `python -m cotrain.data check` for a full report ({what})")
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -87,45 +145,63 @@ def require_pairs(pairs: Sequence[tuple[Path, Path]], what: str) -> None:
         raise DataError(f"{what}: {format_problem(kind, paths)}; run `python -m cotrain.data check` for a full report")
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
+@dataclass(frozen=True)
+class Problem:
+    """One faulty file: its kind (a key of :data:`ADVICE`), its path and why."""
+
+    kind: str
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path}: {self.reason}"
+
+
+def scan_pair(dataset: SegmentationDataset, image: Path, mask: Path) -> list[Problem]:
+    """Open one pair fully (decode both, check sizes and label values) and return its problems."""
+    from cotrain.data.base import read_image
+
+    problems = []
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.size
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
-
-
-def scan_pair(dataset: SegmentationDataset, image: Path, mask: Path) -> list[str]:
-    """Open one pair fully and return the kinds of problem it has."""
-    image_size = _image_size(image)
+        pixels = decoded(read_image, image)
+    except DataError as exc:
+        pixels = None
+        problems.append(Problem("unreadable image", image, _reason(exc, image)))
     try:
-        labels = dataset.read_mask(mask).numpy()
-    except (OSError, UnidentifiedImageError, ValueError):
-        return ["unreadable mask"] + ([] if image_size else ["unreadable image"])
-    kinds = [] if image_size else ["unreadable image"]
-    if image_size and image_size != (labels.shape[1], labels.shape[0]):
-        kinds.append("size mismatch")
-    valid = (labels >= 0) & (labels < dataset.num_classes) | (labels == IGNORE_INDEX)
-    if not valid.all():
-        kinds.append("bad label values")
-    return kinds
-
-
-def scan_dataset(dataset: SegmentationDataset) -> dict[str, list[Path]]:
-    """Open every file of ``dataset`` and collect every problem.
-
-    Returns:
-        Problem kind -> offending paths (image path, except for mask problems),
-        empty when the data is clean.
-    """
-    problems = {kind: list(paths) for kind, paths in missing_files(dataset.files).items()}
-    if not dataset.files:
-        problems["empty split"] = []
-    broken = set(problems.get("missing image", [])) | set(problems.get("missing mask", []))
-    for image, mask in dataset.files:
-        if image in broken or mask in broken:
-            continue
-        for kind in scan_pair(dataset, image, mask):
-            problems.setdefault(kind, []).append(mask if "mask" in kind or kind == "bad label values" else image)
+        labels = decoded(dataset.read_mask, mask).numpy()
+    except DataError as exc:
+        return problems + [Problem("unreadable mask", mask, _reason(exc, mask))]
+    if pixels is not None:
+        mismatch = size_problem((pixels.shape[2], pixels.shape[1]), (labels.shape[1], labels.shape[0]), image)
+        if mismatch:
+            problems.append(Problem("size mismatch", mask, mismatch))
+    bad_labels = label_problem(labels, dataset.num_classes)
+    if bad_labels:
+        problems.append(Problem("bad label values", mask, bad_labels))
     return problems
+
+
+def _reason(exc: DataError, path: Path) -> str:
+    text = str(exc)
+    return text[len(f"{path}: "):] if text.startswith(f"{path}: ") else text
+
+
+def scan_dataset(dataset: SegmentationDataset) -> list[Problem]:
+    """Open every file of ``dataset`` and return every problem, one per faulty file (empty when clean)."""
+    problems = [Problem(kind, path, ADVICE[kind]) for kind, paths in missing_files(dataset.files).items()
+                for path in paths]
+    if not dataset.files:
+        problems.append(Problem("empty split", dataset.root, ADVICE["empty split"]))
+    broken = {p.path for p in problems}
+    for image, mask in dataset.files:
+        if image not in broken and mask not in broken:
+            problems += scan_pair(dataset, image, mask)
+    return problems
+
+
+def summarise(problems: Sequence[Problem]) -> list[str]:
+    """One line per kind: how many files and what to do."""
+    counts: dict[str, int] = {}
+    for problem in problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    return [f"{kind}: {n} file(s) ({ADVICE[kind]})" for kind, n in counts.items()]

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -17,16 +18,35 @@ class CheckpointError(ValueError):
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
+    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+
+
+def atomic_copy(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` the same way: ``path`` is the old file or the whole new one."""
+    def copy(handle) -> None:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, handle, 1 << 20)
+    _atomic_write(Path(path), copy)
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())  # the data is on disk before the rename makes it visible
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete temporary files a killed writer left in ``folder`` (SIGKILL skips every cleanup)."""
+    for stale in Path(folder).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -31,7 +31,13 @@ def build_train_data(cfg: TrainConfig):
     """The training dataset with random scale/crop/flip, and the dataset's spec."""
     spec = get_spec(cfg.dataset)
     check_num_classes(cfg, spec)
-    return get_dataset(cfg.dataset, cfg.data_root, "train", train_transform(cfg.crop_size)), spec
+    dataset = get_dataset(cfg.dataset, cfg.data_root, "train", train_transform(cfg.crop_size))
+    per_worker = len(dataset) // cfg.workers
+    if cfg.batch_size > per_worker:  # drop_last would leave no batch at all
+        raise ConfigError(f"batch_size={cfg.batch_size} is invalid: larger than the {len(dataset)} training images "
+                          f"of {spec.name}{f' / {cfg.workers} workers' if cfg.workers > 1 else ''}; "
+                          f"use --batch-size {max(per_worker, 1)} or less")
+    return dataset, spec
 
 
 def eval_protocol(cfg: TrainConfig, spec: DatasetSpec) -> EvalProtocol:

@@ -50,6 +50,7 @@ class Run:
     device: torch.device
     start_epoch: int = 1
     saved_metrics: dict = field(default_factory=dict)  # scalar metrics stored with the restored checkpoint
+    history: list = field(default_factory=list)  # scalar metrics of every finished epoch, oldest first
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -135,12 +136,17 @@ def restore(run: Run, folder: Path) -> None:
         run.schedulers[side].load_state_dict(state["schedulers"][side])
     run.start_epoch = state["epoch"] + 1
     run.saved_metrics = dict(state.get("metrics", {}))
+    run.history = list(state.get("history", [run.saved_metrics]))
+
+
+def scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
 
 
 def save(run: Run, epoch: int, folder: Path, metrics: dict) -> None:
     state = {
         "pair": run.pair.state_dict(), "config": run.cfg.to_dict(), "num_classes": run.pair.num_classes,
-        "epoch": epoch, "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+        "epoch": epoch, "metrics": scalars(metrics), "history": run.history,
         "optimizers": {s: run.optimizers[s].state_dict() for s in SIDES},
         "schedulers": {s: run.schedulers[s].state_dict() for s in SIDES},
     }
@@ -259,10 +265,13 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
         log: Callable[[str], None] = print, distributed: bool = False) -> dict:
     """Train for ``cfg.epochs``; after each epoch evaluate, checkpoint and ``report``. Returns the last metrics."""
     run = build_run(cfg, resume_from, wrap, distributed)
+    # After a resume Tune may have started the trial's result.json afresh: the first report carries
+    # the earlier epochs (``history``) so the learning curves keep them.
+    earlier = {"history": run.history[:-1] if run.start_epoch > cfg.epochs else list(run.history)} if run.history else {}
     metrics: dict = {}
     if run.start_epoch > cfg.epochs:  # resumed from the last epoch's checkpoint (the driver died before
         metrics = {**run.saved_metrics, "epoch": cfg.epochs, **evaluate(run)}  # recording it): report again
-        report(metrics, None)
+        report({**metrics, **earlier}, None)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         metrics = {"epoch": epoch, "train_images": len(run.train_loader.dataset),
                    **train_one_epoch(run, epoch, log), **evaluate(run)}
@@ -270,8 +279,9 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
         metrics["lr_vit"] = run.schedulers["vit"].get_last_lr()[0]
         log(f"epoch {epoch}/{cfg.epochs}  mIoU CNN {metrics['miou_cnn']:.2f}  ViT {metrics['miou_vit']:.2f}  "
             f"({metrics['eval_split']}, {metrics['eval_protocol']})")
+        run.history.append(scalars(metrics))
         with tempfile.TemporaryDirectory() as folder:
             if is_main:
                 save(run, epoch, Path(folder), metrics)
-            report(metrics, folder if is_main else None)
+            report({**metrics, **(earlier if epoch == run.start_epoch else {})}, folder if is_main else None)
     return metrics

@@ -89,21 +89,23 @@ def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weigh
         kind: ``"cnn"`` or ``"vit"``.
         encoder_name: a registered encoder (see ``cotrain.models.encoder_names``).
         num_classes: K, number of output classes.
-        weights: ``"imagenet"`` (smp's pretrained encoder, needs the model hub), ``None``
+        weights: ``"imagenet"`` (smp's pretrained encoder, from ``cotrain.weights``' cache or the hub), ``None``
             (random init) or a path to a local state-dict file (encoder or whole model).
         aspp_rates: the CNN's three ASPP dilation rates (ignored for the ViT).
     """
     import segmentation_models_pytorch as smp  # here, not at the top: Ray's driver-side processes skip it
 
     get_encoder_spec(encoder_name, kind)
-    hub_weights = "imagenet" if weights == "imagenet" else None
     if kind == "cnn":
-        model = smp.DeepLabV3Plus(encoder_name=encoder_name, encoder_weights=hub_weights,
+        model = smp.DeepLabV3Plus(encoder_name=encoder_name, encoder_weights=None,
                                   encoder_output_stride=16, decoder_atrous_rates=tuple(aspp_rates),
                                   classes=num_classes)
     else:
-        model = smp.Segformer(encoder_name=encoder_name, encoder_weights=hub_weights, classes=num_classes)
-    if weights not in (None, "imagenet"):
+        model = smp.Segformer(encoder_name=encoder_name, encoder_weights=None, classes=num_classes)
+    if weights == "imagenet":  # smp's own weights, read through the shared cache (cotrain.weights)
+        from cotrain.weights import load_imagenet_encoder
+        load_imagenet_encoder(model.encoder, encoder_name)
+    elif weights is not None:
         load_local_weights(model, Path(weights))
     return Student(kind, encoder_name, model)
 

@@ -32,7 +32,7 @@ def test_read_by_voc_reader_with_several_classes(small):
         assert image.shape == (3, 64, 64) and mask.shape == (64, 64)
         labels |= set(mask.unique().tolist())
     assert {0, 255} < labels and len(labels - {0, 255}) >= 5
-    assert scan_dataset(dataset) == {}
+    assert scan_dataset(dataset) == []
 
 
 def test_not_a_colour_lookup(small):

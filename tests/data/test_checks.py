@@ -21,9 +21,9 @@ def break_data(root, kind, make):
     elif kind == "unreadable mask":
         path = base / "SegmentationClass" / "2007_000002.png"
         path.write_bytes(b"\x89PNG truncated")
-    elif kind == "size mismatch":
-        path = base / "JPEGImages" / "2007_000002.jpg"
-        make.image(path, np.random.default_rng(0), size=(make.H + 2, make.W))
+    elif kind == "size mismatch":  # named under the mask, with both sizes
+        make.image(base / "JPEGImages" / "2007_000002.jpg", np.random.default_rng(0), size=(make.H + 2, make.W))
+        path = base / "SegmentationClass" / "2007_000002.png"
     elif kind == "bad label values":
         path = base / "SegmentationClass" / "2007_000002.png"
         make.palette_png(path, np.full((make.H, make.W), 21))
@@ -45,8 +45,8 @@ def test_each_problem_is_reported(voc_root, make, capsys, kind):
     path = break_data(root, kind, make)
     assert main(["check", "--dataset", "voc", "--root", str(root), "--split", "train"]) == 2
     lines = capsys.readouterr().out.splitlines()
-    assert lines == [line for line in lines if line.startswith(kind)] and len(lines) == 1
-    assert f"1 file(s): {path} (" in lines[0]
+    assert lines == [line for line in lines if line.startswith(kind)] and len(lines) == 2
+    assert lines[0].startswith(f"{kind}: {path}: ") and lines[1].startswith(f"{kind}: 1 file(s) (")
 
 
 def test_every_problem_counted_in_one_run(voc_root, make, capsys):
@@ -57,6 +57,8 @@ def test_every_problem_counted_in_one_run(voc_root, make, capsys):
     assert main(["check", "--dataset", "voc", "--root", str(root)]) == 2
     out = capsys.readouterr().out
     assert "bad label values: 2 file(s)" in out and "missing mask: 1 file(s)" in out
+    for image_id in ("2007_000001", "2008_000003"):  # every file named, with its reason
+        assert f"{image_id}.png: label value 30 is outside 0..20 and 255" in out
 
 
 def test_missing_root_and_split_file(voc_root, tmp_path, capsys):
@@ -64,8 +66,8 @@ def test_missing_root_and_split_file(voc_root, tmp_path, capsys):
     assert main(["check", "--dataset", "voc", "--root", str(tmp_path / "nowhere")]) == 2
     (root / BASE / "ImageSets" / "Segmentation" / "train.txt").unlink()
     assert main(["check", "--dataset", "voc", "--root", str(root)]) == 2
-    out = capsys.readouterr().out.splitlines()
-    assert "nowhere" in out[0] and "train.txt" in out[1]
+    err = capsys.readouterr().err.splitlines()
+    assert "nowhere" in err[0] and "train.txt" in err[1]
 
 
 def test_subprocess_exit_code(voc_root):

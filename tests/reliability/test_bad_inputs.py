@@ -63,6 +63,50 @@ def _bad_labels(tmp: Path) -> None:
     bad.save(mask)
 
 
+def _tiny_builtin(tmp: Path) -> list[Path]:
+    """A 2-train, 1-val built-in dataset under ``tmp/data``; returns its train masks."""
+    from cotrain.data import generate_builtin
+    generate_builtin(tmp / "data", num_train=2, num_val=1, size=64)
+    return sorted((tmp / "data").rglob("SegmentationClass/*.png"))
+
+
+def _set_mask(path: Path, labels: np.ndarray) -> None:
+    with Image.open(path) as old:
+        palette = old.getpalette()
+    mask = Image.fromarray(labels.astype(np.uint8), mode="P")
+    mask.putpalette(palette)
+    mask.save(path)
+
+
+def _stretched_mask(tmp: Path) -> None:
+    _set_mask(_tiny_builtin(tmp)[0], np.zeros((48, 64)))  # image 64x64, mask 64 wide x 48 high
+
+
+def _label_37(tmp: Path) -> None:
+    _set_mask(_tiny_builtin(tmp)[0], np.full((64, 64), 37))
+
+
+def _truncated_image(tmp: Path) -> None:
+    _tiny_builtin(tmp)
+    for image in (tmp / "data").rglob("JPEGImages/*.jpg"):  # headers stay readable, pixels do not
+        data = image.read_bytes()
+        image.write_bytes(data[: len(data) * 2 // 3])
+
+
+def _non_utf8_yaml(tmp: Path) -> None:
+    (tmp / "latin1.yaml").write_bytes("alpha: 1.0\n# réglé\n".encode("latin-1"))
+
+
+def _resumable(tmp: Path) -> None:
+    """A run ``R`` (smoke, alpha 1) as ``--resume`` finds it: its config.yaml and Tune state."""
+    from cotrain.config import resolve
+    import yaml
+    (tmp / "out" / "R").mkdir(parents=True)
+    cfg = resolve("smoke", overrides={"out": str(tmp / "out"), "name": "R"})
+    (tmp / "out" / "R" / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    (tmp / "out" / "R" / "tuner.pkl").write_bytes(b"")
+
+
 def _under_file(tmp: Path) -> None:
     (tmp / "a-file").write_text("not a folder")
 
@@ -128,6 +172,33 @@ CASES = [
     Case("tables-missing-results", [*TABLES, "--results", "/nonexistent"], "no such directory", out_flag=None),
     Case("tables-format-xml", [*TABLES, "--results", "{tmp}", "--format", "xml"], "invalid choice", out_flag=None),
     Case("tables-empty-results", [*TABLES, "--results", "{tmp}"], "holds no trial folders", out_flag=None),
+    # issue 15: found by trying the CLIs as a hostile user would
+    Case("resume-with-other-config", [*TRAIN, "--name", "R", "--resume", "--alpha", "5", "--beta", "0.5",
+                                      "--out", "{tmp}/out"], "alpha=1.0 (now 5.0), beta=0.1 (now 0.5)", _resumable),
+    Case("mask-of-another-size", [*TRAIN, "--data-root", "{tmp}/data", "--direct"],
+         "train_00000.png: mask is 64x48 (WxH), its image", _stretched_mask),
+    # found while reading the data, mid-run: the run's folder stays (resumable once the data is fixed)
+    Case("label-out-of-range", [*TRAIN, "--data-root", "{tmp}/data", "--direct", "--out", "{tmp}/runs"],
+         "train_00000.png: label value 37 is outside 0..7 and 255", _label_37, out_flag=None, max_seconds=120),
+    Case("truncated-image", [*TRAIN, "--data-root", "{tmp}/data", "--direct", "--out", "{tmp}/runs"],
+         ".jpg: cannot be decoded (OSError: image file is truncated", _truncated_image, out_flag=None,
+         max_seconds=120),
+    Case("direct-resume-missing-run", [*TRAIN, "--direct", "--resume", "--name", "ghost"], "no experiment 'ghost'"),
+    Case("batch-larger-than-train-set", [*TRAIN, "--batch-size", "1000"],
+         "batch_size=1000 is invalid: larger than the 300 training images"),
+    Case("non-utf8-yaml", [*TRAIN, "--config", "{tmp}/latin1.yaml"], "is not UTF-8 text", _non_utf8_yaml),
+    Case("seed-1e20", [*TRAIN, "--seed", "1e20"], "invalid int value: '1e20'"),
+    Case("seed-beyond-2**32", [*TRAIN, "--seed", "100000000000000000000"], "seed=100000000000000000000 is invalid"),
+    Case("tables-out-is-a-file", [*TABLES, "--paper", "--out", "{tmp}/a-file"], "is a file", _under_file,
+         out_flag=None),
+    Case("data-check-unknown-split", ["-m", "cotrain.data", "check", "--dataset", "builtin", "--split", "foo"],
+         "--split 'foo' is invalid", out_flag=None),
+    Case("name-with-parent", [*TRAIN, "--name", "../x"], "name='../x' is invalid: must be a plain folder name"),
+    Case("name-absolute", [*ALPHA, "--name", "/tmp/x"], "name='/tmp/x' is invalid", out_flag="--storage"),
+    Case("imagenet-weights-offline-uncached", [*TRAIN, "--weights", "imagenet"], "python -m cotrain.weights fetch",
+         extra_env={"HF_HUB_OFFLINE": "1", "COTRAIN_WEIGHTS_CACHE": "/nonexistent/weights"}),
+    *([] if torch.cuda.is_available() else
+      [Case("device-cuda-without-cuda", [*TRAIN, "--device", "cuda"], "device='cuda' is invalid")]),
 ]
 
 
@@ -173,13 +244,36 @@ def test_bad_input_gives_one_line_and_exit_2(case: Case, tmp_path: Path):
 
 
 def test_data_check_reports_out_of_range_labels(tmp_path: Path):
-    """``check`` prints its report (one line per kind of problem) on stdout and exits 2."""
+    """``check`` prints its report (each faulty file, then a count per kind) on stdout and exits 2."""
     _bad_labels(tmp_path)
     done = subprocess.run([sys.executable, "-m", "cotrain.data", "check", "--dataset", "builtin", "--root",
                            str(tmp_path / "labels")], cwd=REPO, capture_output=True, text=True, timeout=120, env=env())
     assert done.returncode == 2, done.stdout + done.stderr
     problems = [line for line in done.stdout.splitlines() if line.strip()]
-    assert len(problems) == 1 and problems[0].startswith("bad label values: 1 file(s)"), done.stdout
+    assert len(problems) == 2 and problems[1].startswith("bad label values: 1 file(s)"), done.stdout
+    assert "label value 50 is outside 0..7 and 255" in problems[0]
+
+
+def test_data_check_names_every_file_with_its_reason(tmp_path: Path):
+    """Every faulty file is printed (none hidden behind "..."), a size mismatch under the mask with both
+    sizes, an RGB mask with why it is refused."""
+    from cotrain.data import generate_builtin
+    root = generate_builtin(tmp_path / "data", num_train=9, num_val=1, size=64)
+    masks = sorted((root / "SegmentationClass").glob("train_*.png"))
+    for mask in masks[:7]:
+        _set_mask(mask, np.full((64, 64), 40))
+    Image.new("RGB", (64, 64)).save(masks[7])
+    _set_mask(masks[8], np.zeros((32, 64)))
+    done = subprocess.run([sys.executable, "-m", "cotrain.data", "check", "--dataset", "builtin", "--root", str(root)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env())
+    assert done.returncode == 2, done.stderr
+    out = done.stdout
+    for mask in masks[:7]:
+        assert f"bad label values: {mask}: label value 40 is outside 0..7 and 255" in out
+    assert f"unreadable mask: {masks[7]}: label image has mode RGB" in out
+    image = root / "JPEGImages" / masks[8].with_suffix(".jpg").name
+    assert f"size mismatch: {masks[8]}: mask is 64x32 (WxH), its image {image} is 64x64" in out
+    assert "..." not in out
 
 
 def test_half_written_results_show_as_unfinished(tmp_path: Path):

@@ -93,3 +93,8 @@ def test_interrupted_run_listens_on_loopback_and_leaves_no_ray_process(tmp_path)
     driver.wait(90)
     wait_for(lambda: not alive(sorted(ray_pids)), 30, what=f"Ray processes {alive(sorted(ray_pids))} to exit")
     assert os.path.isdir(tmp_path / "s")  # the run's folder stays, ready for --resume
+    # Tune catches Ctrl-C and returns: the run must still end as interrupted, saying how to resume.
+    log = (tmp_path / "run.log").read_text()
+    assert driver.returncode == 130, log[-3000:]
+    assert "interrupted; resume with the same command plus --resume --name s" in log
+    assert "mIoU: nan" not in log
