@@ -161,6 +161,9 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
 
     config = flatten_cell(config)
     trial_id = ray.tune.get_context().get_trial_id()
+    marker = _data_error_marker(storage, experiment, trial_id)
+    if marker is not None and marker.is_file():  # Tune retries failed trials; bad data fails alike each time
+        raise _data_error(marker.read_text())
     # Read by Ray Train's controller (it inherits this actor's setting): without a bound, workers that
     # fit no node are waited for, and retried, forever. A value set by the user wins.
     os.environ.setdefault(PLACEMENT_TIMEOUT_ENV, f"{resources.placement_timeout_s:g}")
@@ -184,9 +187,6 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
                                                    controller_failure_limit=0),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )
-    marker = _data_error_marker(storage, experiment, trial_id)
-    if marker is not None and marker.is_file():  # Tune retries failed trials; bad data fails alike each time
-        raise _data_error(marker.read_text())
     result = trainer.fit()
     if (result.metrics or {}).get("epoch") != config["epochs"]:  # ended early without an error: bad data
         message = f"the run stopped on data it could not use; its last report ({DATA_ERROR}) names the file"

@@ -80,8 +80,8 @@ def _run_direct(cfg: TrainConfig, resume: bool) -> dict:
         if saved:
             atomic_copy(Path(saved, CHECKPOINT_FILE), checkpoint / CHECKPOINT_FILE)
 
-    resume_from = checkpoint if resume and (checkpoint / CHECKPOINT_FILE).is_file() else None
-    return fit(cfg, report, resume_from=str(resume_from) if resume_from else None)
+    resume_from = str(checkpoint) if resume and (checkpoint / CHECKPOINT_FILE).is_file() else None
+    return fit(cfg, report, resume_from=resume_from)
 
 
 class MetricsFile:
