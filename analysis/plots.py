@@ -13,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the sweeps run on machines without a display
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from analysis.paper import PaperTable
 from analysis.results import Results

@@ -33,7 +33,8 @@ def newest_checkpoint(experiment_dir: Path, trial_id: str) -> Path:
     """
     found = sorted((experiment_dir / "_train" / f"train-{trial_id}").glob("checkpoint_*/checkpoint.pt"))
     if not found:
-        raise FileNotFoundError(f"no checkpoint_*/checkpoint.pt under {experiment_dir / '_train' / f'train-{trial_id}'}")
+        folder = experiment_dir / "_train" / f"train-{trial_id}"
+        raise FileNotFoundError(f"no checkpoint_*/checkpoint.pt under {folder}")
     return found[-1]
 
 
@@ -50,7 +51,8 @@ def pick_trials(trials: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     if matched.empty:
         raise LookupError("no finished Vanilla and Ours trials share an experiment, pair, dataset and seed")
     first = matched.iloc[0]
-    return first, ours[(ours["trial_id"] == first["trial_id_ours"]) & (ours["experiment"] == first["experiment"])].iloc[0]
+    same_trial = (ours["trial_id"] == first["trial_id_ours"]) & (ours["experiment"] == first["experiment"])
+    return first, ours[same_trial].iloc[0]
 
 
 def colourise(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:

@@ -146,7 +146,8 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
     row = {key: config.get(key) for key in CONFIG_KEYS}
     row.update(
         # A sweep may span several experiment folders (methods: Vanilla first, then the KD methods).
-        experiment=str(config.get("sweep") or experiment), trial_dir=str(trial_dir), trial_id=_trial_id(trial_dir, records),
+        experiment=str(config.get("sweep") or experiment), trial_dir=str(trial_dir),
+        trial_id=_trial_id(trial_dir, records),
         status=trial_status(trial_dir, config, records), last_epoch=last.get("epoch"),
         miou_cnn=_number(last.get("miou_cnn")), miou_vit=_number(last.get("miou_vit")),
         table=str(config.get("table", "")), table_id=table_id(config),

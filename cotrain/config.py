@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -78,6 +79,15 @@ def parse_rates(text: str) -> Optional[tuple[int, int, int]]:
     return tuple(int(p) for p in parts)
 
 
+def parse_scale(text: str) -> Optional[tuple[float, float]]:
+    """``"0.5,2.0"`` -> (0.5, 2.0); None when malformed or not 0 < low <= high."""
+    try:
+        low, high = (float(p) for p in text.split(","))
+    except ValueError:
+        return None
+    return (low, high) if 0 < low <= high else None
+
+
 def _dataset_names() -> list[str]:
     from cotrain.data import DATASETS  # late import: the data package is heavier
     return sorted(DATASETS)
@@ -126,10 +136,15 @@ class TrainConfig:
     dataset: str = _f("builtin", "dataset", _one_of(_dataset_names))
     data_root: Optional[str] = _f(None, "dataset root (builtin: generated when absent)")
     crop_size: int = _f(128, "training crop side (multiple of 32)", _at_least(32))
+    train_scale: str = _f("0.5,2.0", "range LOW,HIGH of the random rescale of training images before the crop",
+                          lambda v: None if parse_scale(v) else "must be LOW,HIGH with 0 < LOW <= HIGH, e.g. 0.5,2.0")
     batch_size: int = _f(4, "training batch size", _at_least(1))
     num_workers: int = _f(2, "data-loader worker processes", _at_least(0))
     eval_protocol: Optional[str] = _f(None, "evaluation protocol (default: the dataset's)",
                                       _one_of(lambda: ["whole", "center_crop", "sliding", "resize"]))
+    eval_size: Optional[str] = _f(None, "evaluate whole images resized to HxW (image and labels; default: the "
+                                  "dataset's protocol)",
+                                  lambda v: None if parse_grid(v) else "must be HxW, e.g. 180x240")
     eval_split: str = _f("val", "split to evaluate on (any split the dataset has, e.g. CamVid's test)")
     max_train_steps: Optional[int] = _f(None, "cap on steps per epoch (smoke runs)", _at_least(1))
     max_val_images: Optional[int] = _f(None, "cap on validation images (smoke runs)", _at_least(1))
@@ -211,6 +226,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Per-dataset values of a preset, on top of PRESETS[name] (the dataset comes from the file or flags).
+DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        # The paper is silent on Cityscapes' recipe: mmsegmentation's DeepLabV3+ Cityscapes schedule (80k
+        # iterations at batch 8 = 215 epochs of 2,975 images), with a square 768 crop (ours are square;
+        # mmseg's 512x1024 has the same pixel count). A choice of this project, not the paper's.
+        "cityscapes": {"crop_size": 768, "batch_size": 8, "epochs": 215},
+        # The paper is silent on CamVid's recipe: CIRKD's CamVid setting (360x360 crops -> 352, a multiple
+        # of 32; batch 8; its default 40k iterations = 870 epochs of 367 images). A choice, not the paper's.
+        "camvid": {"crop_size": 352, "batch_size": 8, "epochs": 870},
+    },
+    "cpu": {
+        # Real CamVid on 2 CPU cores in <= 30 min (docs/recipes.md): half-resolution training and evaluation.
+        "camvid": {"crop_size": 128, "batch_size": 8, "train_scale": "0.25,0.75", "eval_size": "180x240",
+                   "epochs": 40, "max_train_steps": None, "cnn_lr": 0.05, "vit_lr": 1e-3},
+    },
+}
+
+
 def check_field(f: dataclasses.Field, value: Any) -> None:
     """Validate one field's type and range; raise ConfigError naming it."""
     if value is None:
@@ -266,7 +300,17 @@ def resolve(preset: Optional[str] = None, file_values: Optional[dict] = None,
     name = overrides.get("preset") or file_values.get("preset") or preset or "cpu"
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is invalid: allowed: {', '.join(sorted(PRESETS))}")
-    return TrainConfig.from_dict({**PRESETS[name], **file_values, **overrides, "preset": name})
+    dataset = overrides.get("dataset") or file_values.get("dataset") or "builtin"
+    per_dataset = DATASET_PRESETS.get(name, {}).get(dataset, {})
+    values = {**PRESETS[name], **per_dataset, **file_values, **overrides, "preset": name}
+    return TrainConfig.from_dict({**values, "data_root": absolute_path(values.get("data_root"))})
+
+
+def absolute_path(path: Optional[str]) -> Optional[str]:
+    """A local path made absolute (Ray's workers run in other folders); None and URIs unchanged."""
+    if not isinstance(path, str) or not path or "://" in path or path.lower() in ("none", "null"):
+        return path
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
@@ -286,7 +330,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
 def _cli_type(typ: type, f: dataclasses.Field) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         if f.default is None and text.lower() in ("none", "null"):
-            return None
+            return "none"  # kept as text: None means "flag not given", so --weights none must not become None
         return typ(text)
     parse.__name__ = typ.__name__  # argparse names it in "invalid int value: '1e20'"
     return parse

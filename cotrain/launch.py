@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 from contextlib import contextmanager, nullcontext
@@ -257,6 +258,7 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
         os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
 
+    exported_api_address = not cluster and not os.environ.get("RAY_API_SERVER_ADDRESS")
     if cluster:
         _connect_cluster(ray)
     else:
@@ -264,8 +266,10 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
         # address="local": never join the cluster an address file names (a stale one hangs ray.init).
         # The dashboard (on 127.0.0.1) serves the State API that Ray Train's placement-group cleaner
         # needs: without it, trials that ASHA stops leak their workers' CPUs and the sweep stalls.
-        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
-                 log_to_driver=not quiet, configure_logging=True, logging_level="warning")
+        port = _state_api_port()
+        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=port,
+                 _node_ip_address="127.0.0.1", log_to_driver=not quiet, configure_logging=True,
+                 logging_level="warning")
     _print_log_folder(ray, cluster)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -276,6 +280,25 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray.shutdown()
+        if exported_api_address:
+            os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+
+
+def _state_api_port() -> int:
+    """A free port for the embedded Ray's dashboard, exported as ``RAY_API_SERVER_ADDRESS``.
+
+    Ray's State API calls inside the cluster (Ray Train's placement-group cleaner) find "their"
+    Ray by scanning the machine's processes; with two local runs at once they find two and
+    fail ("Found multiple active Ray instances"). Every process this Ray starts inherits the
+    variable, so they ask this session's dashboard. A user's own setting is kept.
+    """
+    if os.environ.get("RAY_API_SERVER_ADDRESS"):
+        return int(os.environ["RAY_API_SERVER_ADDRESS"].rsplit(":", 1)[-1])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    return port
 
 
 def _quiet_ray_session(cluster: bool) -> None:
@@ -465,8 +488,8 @@ def mlflow_callback(uri: Optional[str], storage: str, experiment: str):
     """
     import logging
     try:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
         import mlflow  # noqa: F401  (Ray imports it lazily; fail before any trial starts)
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
     except ImportError as exc:
         raise ConfigError("--mlflow needs mlflow: pip install -e '.[mlflow]'") from exc
     if not uri:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 from cotrain.cli import OneLineParser, add_mlflow_flag, check_storage, default_name, fail, guarded
@@ -55,11 +55,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="smoke, cpu or paper")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--seeds", type=int, default=1, help="repeat every cell with seeds 0..N-1")
+    p.add_argument("--methods", default=None,
+                   help="run only the cells of these methods, comma-separated, e.g. vanilla,ours (default: all)")
     p.add_argument("--storage", default="results", help="results folder or URI (s3://...); shared for multi-node")
     p.add_argument("--name", default=None, help="experiment name (default: <script>-<time>)")
     p.add_argument("--resume", action="store_true", help="resume the experiment --name after an interruption")
     p.add_argument("--gpus-per-trial", type=float, default=None, help="GPU share per worker, e.g. 0.5 packs two")
-    p.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per worker (default: 1, or all local CPUs / 2)")
+    p.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="CPUs per worker (default: 1, or all local CPUs / 2)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="data-parallel Train workers per trial (DDP)")
     p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on the epoch)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config key")
@@ -98,6 +101,18 @@ def base_config(args: argparse.Namespace, spec: SweepSpec, name: str) -> TrainCo
                  "out": args.storage, "name": name, "workers": args.workers_per_trial,
                  **({"epochs": args.epochs} if args.epochs else {}), **spec.fixed, **parse_sets(args.set)}
     return resolve(args.preset, overrides=overrides)
+
+
+def select_methods(base: TrainConfig, spec: SweepSpec, methods: Optional[str]) -> SweepSpec:
+    """``spec`` with only the cells whose method is in ``methods`` (comma-separated; None: all)."""
+    if not methods:
+        return spec
+    wanted = [m.strip() for m in methods.split(",") if m.strip()]
+    present = list(dict.fromkeys(cell.get("method", base.method) for cell in spec.cells))
+    unknown = [m for m in wanted if m not in present]
+    if unknown or not wanted:
+        raise ConfigError(f"--methods {methods!r} is invalid: the {spec.script} sweep has {', '.join(present)}")
+    return replace(spec, cells=[c for c in spec.cells if c.get("method", base.method) in wanted])
 
 
 def expand_cells(base: TrainConfig, spec: SweepSpec, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -154,7 +169,7 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds {args.seeds} is invalid: must be >= 1")
     name = args.name or default_name(spec.script)
     base = base_config(args, spec, name)
-    cells = expand_cells(base, spec, pairs_for(args, spec))
+    cells = expand_cells(base, select_methods(base, spec, args.methods), pairs_for(args, spec))
     if args.dry_run:
         return print_dry_run(base, cells, args.seeds)
     check_storage(args.storage)
@@ -213,6 +228,7 @@ def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig,
 def teacher_checkpoints(grid, storage: str, name: str) -> dict[tuple[str, str, int], str]:
     """(cnn, vit, seed) -> newest checkpoint folder of each finished Vanilla trial."""
     from pathlib import Path
+
     from cotrain.launch import TRAIN_SUBDIR, flatten_cell
     found = {}
     for result in grid:
@@ -337,6 +353,7 @@ def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
     Δ = miou_sum − the Vanilla pair's miou_sum, so maximising miou_sum maximises Δ.
     """
     from ray.tune.search.optuna import OptunaSearch
+
     from cotrain.launch import experiment_exists, ray_session, run_experiment
     common = run_options(args, name)
     storage = common["storage"]

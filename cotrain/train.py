@@ -14,8 +14,17 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from cotrain.cli import (OneLineParser, add_mlflow_flag, check_new_or_resume, check_storage, default_name,
-                         guarded, preflight, resumed_config, run_lock)
+from cotrain.cli import (
+    OneLineParser,
+    add_mlflow_flag,
+    check_new_or_resume,
+    check_storage,
+    default_name,
+    guarded,
+    preflight,
+    resumed_config,
+    run_lock,
+)
 from cotrain.config import ConfigError, TrainConfig, add_config_flags, config_from_args
 from cotrain.launch import RunInterrupted
 
@@ -101,8 +110,15 @@ class MetricsFile:
 
 
 def _run_on_ray(cfg: TrainConfig, args: argparse.Namespace) -> dict:
-    from cotrain.launch import (Resources, absolute_storage, local_cpu_share, mlflow_callback, ray_session,
-                                run_experiment, trial_error)
+    from cotrain.launch import (
+        Resources,
+        absolute_storage,
+        local_cpu_share,
+        mlflow_callback,
+        ray_session,
+        run_experiment,
+        trial_error,
+    )
     gpus = args.gpus_per_worker if args.gpus_per_worker is not None else float(_cuda_available())
     cpus = args.cpus_per_worker or local_cpu_share(cfg.workers)
     resources = Resources(workers=cfg.workers, cpus_per_worker=cpus, gpus_per_worker=gpus)
@@ -127,7 +143,8 @@ def _cuda_available() -> bool:
 def _print_summary(cfg: TrainConfig, metrics: dict) -> None:
     print(f"\n{cfg.name}: {cfg.cnn} + {cfg.vit}, method={cfg.method}, {cfg.epochs} epochs on {cfg.dataset}")
     print(f"  CNN ({cfg.cnn}) mIoU: {metrics.get('miou_cnn', float('nan')):.2f}")
-    print(f"  ViT ({cfg.vit}) mIoU: {metrics.get('miou_vit', float('nan')):.2f}   [{metrics.get('eval_split', '?')}, {metrics.get('eval_protocol', '?')}]")
+    where = f"[{metrics.get('eval_split', '?')}, {metrics.get('eval_protocol', '?')}]"
+    print(f"  ViT ({cfg.vit}) mIoU: {metrics.get('miou_vit', float('nan')):.2f}   {where}")
     print(f"  results: {Path(cfg.out, cfg.name)}")
 
 

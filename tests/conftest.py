@@ -37,7 +37,8 @@ def pytest_unconfigure(config) -> None:
     shutil.rmtree(os.environ.get("RAY_TMPDIR", ""), ignore_errors=True)
 
 
-def run_script(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_script(args: list[str], cwd: Path, timeout: float = 600,
+               env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a repository script with this interpreter; output captured as text."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})

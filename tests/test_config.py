@@ -152,3 +152,51 @@ def test_method_options_are_sweep_sets():
     cfg = resolve("smoke", overrides=sets)
     assert cfg.pair_options()["region_grid"] == (4, 4) and cfg.pair_options()["aspp_rates"] == (12, 24, 36)
     assert cfg.kdcl_mode == "naive" and cfg.ifvd_weight == 1.0
+
+
+def _flags(argv):
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_weights_none_on_the_command_line_overrides_a_preset_with_imagenet_weights():
+    # Regression: "none" was parsed to None, which reads as "flag not given", so the paper
+    # preset's imagenet weights silently won (and failed offline).
+    assert _flags(["--preset", "paper"]).weights == "imagenet"
+    assert _flags(["--preset", "paper", "--weights", "none"]).weights is None
+
+
+@pytest.mark.parametrize("preset,dataset,expected", [
+    ("paper", "camvid", {"crop_size": 352, "batch_size": 8, "epochs": 870, "weights": "imagenet"}),
+    ("paper", "cityscapes", {"crop_size": 768, "batch_size": 8, "epochs": 215}),
+    ("paper", "voc", {"crop_size": 512, "batch_size": 4, "epochs": 60}),
+    ("cpu", "camvid", {"crop_size": 128, "batch_size": 8, "eval_size": "180x240", "train_scale": "0.25,0.75",
+                       "max_train_steps": None}),
+    ("cpu", "builtin", {"crop_size": 128, "max_train_steps": 60, "eval_size": None, "train_scale": "0.5,2.0"}),
+])
+def test_presets_depend_on_the_dataset(preset, dataset, expected):
+    cfg = resolve(preset, overrides={"dataset": dataset})
+    assert {k: getattr(cfg, k) for k in expected} == expected
+
+
+def test_flags_and_files_override_a_dataset_preset():
+    assert resolve("cpu", overrides={"dataset": "camvid", "crop_size": 256}).crop_size == 256
+    assert resolve("cpu", file_values={"dataset": "camvid", "epochs": 3}).epochs == 3
+    assert _flags(["--preset", "cpu", "--dataset", "camvid", "--eval-size", "none"]).eval_size is None
+
+
+@pytest.mark.parametrize("key,value", [("train_scale", "2,1"), ("train_scale", "0,1"), ("train_scale", "a,b"),
+                                       ("train_scale", "0.5"), ("eval_size", "180"), ("eval_size", "0x240")])
+def test_bad_scale_and_eval_size_name_the_value_and_the_form(key, value):
+    with pytest.raises(ConfigError) as info:
+        resolve("smoke", overrides={key: value})
+    assert f"{key}={value!r}" in str(info.value) and "e.g." in str(info.value)
+
+
+def test_a_relative_data_root_becomes_absolute(tmp_path, monkeypatch):
+    # Ray's workers run in other folders: a relative root only worked with --direct.
+    monkeypatch.chdir(tmp_path)
+    assert resolve("smoke", overrides={"data_root": "data/camvid"}).data_root == str(tmp_path / "data/camvid")
+    assert resolve("smoke", overrides={"data_root": "s3://bucket/camvid"}).data_root == "s3://bucket/camvid"
+    assert resolve("smoke").data_root is None

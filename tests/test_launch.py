@@ -7,7 +7,6 @@ import pytest
 
 from cotrain.launch import Resources, flatten_cell, local_cpu_share
 
-
 TWO_CPU_NODES = [{"CPU": 0.0}, {"CPU": 2.0}, {"CPU": 2.0}]  # a head without CPUs and two workers
 
 
@@ -61,3 +60,48 @@ def test_embedded_ray_runs_workers_at_normal_priority():
     with ray_session(num_cpus=1, quiet=True):
         niceness = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
     assert niceness == 0  # Ray's default would be 15
+
+
+TWO_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import ray
+from cotrain.launch import ray_session
+
+here, other = Path(sys.argv[1]), Path(sys.argv[2])
+
+def wait_for(path):
+    deadline = time.time() + 180
+    while not path.exists():
+        if time.time() > deadline:
+            sys.exit(f"gave up waiting for {path}")
+        time.sleep(0.5)
+
+@ray.remote(num_cpus=0)
+def ask_state_api():  # what Ray Train's placement-group cleaner does inside the cluster
+    from ray.util.state import list_nodes
+    return len(list_nodes())
+
+with ray_session(num_cpus=1, quiet=True):
+    (here.parent / (here.name + ".up")).touch()
+    wait_for(other.parent / (other.name + ".up"))  # both Ray instances are alive from here on
+    print("nodes", ray.get(ask_state_api.remote()), flush=True)
+    here.touch()
+    wait_for(other)
+"""
+
+
+@pytest.mark.slow
+def test_two_local_runs_at_once_each_reach_their_own_state_api(tmp_path):
+    # Regression (seen on a GPU machine): with two local Rays, the State API inside the
+    # cluster found both and failed with "Found multiple active Ray instances".
+    import subprocess
+    import sys
+    script = tmp_path / "one.py"
+    script.write_text(TWO_AT_ONCE)
+    a, b = tmp_path / "a", tmp_path / "b"
+    runs = [subprocess.Popen([sys.executable, str(script), str(x), str(y)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for x, y in ((a, b), (b, a))]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0 and "nodes 1" in out, out[-2000:] + err[-3000:]

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from cotrain.config import ConfigError, TrainConfig
+from cotrain.config import ConfigError, TrainConfig, parse_grid, parse_scale
 from cotrain.data import DatasetSpec, eval_transform, get_dataset, get_spec, train_transform
 from cotrain.engine.inference import EvalProtocol
 
@@ -31,7 +31,8 @@ def build_train_data(cfg: TrainConfig):
     """The training dataset with random scale/crop/flip, and the dataset's spec."""
     spec = get_spec(cfg.dataset)
     check_num_classes(cfg, spec)
-    dataset = get_dataset(cfg.dataset, cfg.data_root, "train", train_transform(cfg.crop_size))
+    transform = train_transform(cfg.crop_size, parse_scale(cfg.train_scale))
+    dataset = get_dataset(cfg.dataset, cfg.data_root, "train", transform)
     per_worker = len(dataset) // cfg.workers
     if cfg.batch_size > per_worker:  # drop_last would leave no batch at all
         raise ConfigError(f"batch_size={cfg.batch_size} is invalid: larger than the {len(dataset)} training images "
@@ -41,7 +42,12 @@ def build_train_data(cfg: TrainConfig):
 
 
 def eval_protocol(cfg: TrainConfig, spec: DatasetSpec) -> EvalProtocol:
-    """The dataset's default protocol, or the config's override of its kind."""
+    """The dataset's default protocol, or the config's override of its kind (``eval_size``: resize)."""
+    if cfg.eval_size:
+        if cfg.eval_protocol not in (None, "resize"):
+            raise ConfigError(f"eval_size={cfg.eval_size} is invalid with eval_protocol={cfg.eval_protocol}: "
+                              "allowed only with the resize protocol (leave eval_protocol unset or set resize)")
+        return EvalProtocol.from_spec(spec, kind="resize", size=parse_grid(cfg.eval_size))
     return EvalProtocol.from_spec(spec, **({"kind": cfg.eval_protocol} if cfg.eval_protocol else {}))
 
 

@@ -62,7 +62,8 @@ def _parse_one(text: str) -> Fault:
         fault = Fault(kind, int(options["epoch"]), int(options["step"]), term, options.get("once"),
                       tuple(when) if when else None)
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"{ENV_VAR}={text!r}: expected KIND[:TERM]:epoch=E:step=S[:once=PATH][:when=KEY=VALUE]") from exc
+        raise ValueError(f"{ENV_VAR}={text!r}: expected "
+                         "KIND[:TERM]:epoch=E:step=S[:once=PATH][:when=KEY=VALUE]") from exc
     if kind == "nan" and not term:
         raise ValueError(f"{ENV_VAR}={text!r}: a nan fault names a loss term, e.g. nan:bsd_p_cnn:epoch=1:step=1")
     return fault

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from cotrain.config import TrainConfig
 from cotrain.engine.checkpoint import CHECKPOINT_FILE, CheckpointError, atomic_torch_save, load_state
@@ -267,7 +267,8 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
     run = build_run(cfg, resume_from, wrap, distributed)
     # After a resume Tune may have started the trial's result.json afresh: the first report carries
     # the earlier epochs (``history``) so the learning curves keep them.
-    earlier = {"history": run.history[:-1] if run.start_epoch > cfg.epochs else list(run.history)} if run.history else {}
+    history = run.history[:-1] if run.start_epoch > cfg.epochs else list(run.history)
+    earlier = {"history": history} if run.history else {}
     metrics: dict = {}
     if run.start_epoch > cfg.epochs:  # resumed from the last epoch's checkpoint (the driver died before
         metrics = {**run.saved_metrics, "epoch": cfg.epochs, **evaluate(run)}  # recording it): report again

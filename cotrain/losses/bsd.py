@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from cotrain.losses.basic import (cosine_distance_map, kl_from_log_probs, log_probs, masked_mean,
-                                  masked_mean_per_image, pixel_ce_map)
+from cotrain.losses.basic import (
+    cosine_distance_map,
+    kl_from_log_probs,
+    log_probs,
+    masked_mean,
+    masked_mean_per_image,
+    pixel_ce_map,
+)
 
 BSD_NORMS = ("batch", "image")
 

@@ -1,4 +1,5 @@
-"""Γ transforms (docs/method.md, "Γ transforms"): 1×1 conv + BatchNorm, then adaptive average pooling to a target grid."""
+"""Γ transforms (docs/method.md, "Γ transforms"): 1×1 conv + BatchNorm, then adaptive average
+pooling to a target grid."""
 from __future__ import annotations
 
 import torch

@@ -30,7 +30,8 @@ def ray_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray keeps every process of a run (drivers too) on 127.0.0.1.
     env.update(RAY_TMPDIR=tmpdir, HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO),
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", COTRAIN_DATA_HOME=os.environ.get("COTRAIN_DATA_HOME", str(Path.home() / ".cache" / "cotrain")))
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               COTRAIN_DATA_HOME=os.environ.get("COTRAIN_DATA_HOME", str(Path.home() / ".cache" / "cotrain")))
     yield env
     shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -123,3 +123,16 @@ def test_bf16_autocast_model_gives_fp32_logits_on_cpu():
     assert raw.dtype == torch.bfloat16 and whole.dtype == sliding.dtype == torch.float32
     torch.testing.assert_close(whole, raw.float(), rtol=0, atol=0)
     torch.testing.assert_close(sliding, raw.float(), rtol=0, atol=0)  # fp32 means of equal bf16 tiles are exact
+
+
+def test_eval_size_resizes_whole_images_and_needs_the_resize_protocol():
+    from cotrain.config import ConfigError, resolve
+    from cotrain.data import get_spec
+    from cotrain.engine.data import eval_protocol
+
+    cfg = resolve("cpu", overrides={"dataset": "camvid"})
+    protocol = eval_protocol(cfg, get_spec("camvid"))
+    assert (protocol.kind, protocol.size) == ("resize", (180, 240))
+    assert eval_protocol(cfg.replace(eval_size=None), get_spec("camvid")).size == (360, 480)
+    with pytest.raises(ConfigError, match="eval_size=180x240 is invalid with eval_protocol=whole"):
+        eval_protocol(cfg.replace(eval_protocol="whole"), get_spec("camvid"))

@@ -9,8 +9,18 @@ import math
 import pytest
 import torch
 
-from cotrain.losses import (bsd_pixel_loss, bsd_region_loss, ce_loss, hfd_loss, kl_map, log_probs, masked_mean,
-                            pixel_teacher_mask, pixel_terms_from_log_probs, region_ce)
+from cotrain.losses import (
+    bsd_pixel_loss,
+    bsd_region_loss,
+    ce_loss,
+    hfd_loss,
+    kl_map,
+    log_probs,
+    masked_mean,
+    pixel_teacher_mask,
+    pixel_terms_from_log_probs,
+    region_ce,
+)
 
 IGNORE = 255
 

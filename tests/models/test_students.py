@@ -126,7 +126,8 @@ def test_registry_lists_both_kinds():
 
 def _aspp_rates(cnn) -> list[int]:
     """Dilation rates of the built DeepLabV3+'s ASPP branches, in order."""
-    return [m.dilation[0] for m in cnn.model.decoder.aspp.modules() if isinstance(m, torch.nn.Conv2d) and m.dilation[0] > 1]
+    convs = [m for m in cnn.model.decoder.aspp.modules() if isinstance(m, torch.nn.Conv2d)]
+    return [m.dilation[0] for m in convs if m.dilation[0] > 1]
 
 
 def test_deeplabv3plus_uses_the_output_stride_16_aspp_rates_by_default():

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from reliability_helpers import REPO, env
 
 TRAIN = ["-m", "cotrain.train", "--preset", "smoke"]
@@ -99,8 +98,9 @@ def _non_utf8_yaml(tmp: Path) -> None:
 
 def _resumable(tmp: Path) -> None:
     """A run ``R`` (smoke, alpha 1) as ``--resume`` finds it: its config.yaml and Tune state."""
-    from cotrain.config import resolve
     import yaml
+
+    from cotrain.config import resolve
     (tmp / "out" / "R").mkdir(parents=True)
     cfg = resolve("smoke", overrides={"out": str(tmp / "out"), "name": "R"})
     (tmp / "out" / "R" / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))

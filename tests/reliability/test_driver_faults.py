@@ -9,9 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from reliability_helpers import (alive, cell_of, descendants, launch, listening, reports, trial_dirs,
-                                 wait_for, write_sweep)
+from reliability_helpers import (
+    alive,
+    cell_of,
+    descendants,
+    launch,
+    listening,
+    reports,
+    trial_dirs,
+    wait_for,
+    write_sweep,
+)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]

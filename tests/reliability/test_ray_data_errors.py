@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from reliability_helpers import REPO, env, trial_dirs
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import REPO
 
 from cotrain.engine.checkpoint import CheckpointError, atomic_torch_save, load_state
-from reliability_helpers import REPO
 
 STATE = {"pair": {"w": torch.ones(3)}, "config": {"seed": 0}, "num_classes": 8}
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from reliability_helpers import REPO, env
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from reliability_helpers import REPO, cell_of, env, reports, trial_dirs, write_sweep
 
 pytestmark = pytest.mark.slow

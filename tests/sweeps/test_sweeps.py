@@ -148,3 +148,35 @@ def test_cluster_flag_runs_on_a_started_head_node(repo: Path, tmp_path: Path) ->
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
         time.sleep(1)
+
+
+def tiny_camvid(root: Path, train: int = 8, val: int = 2) -> Path:
+    """SegNet CamVid layout with random 36x48 images (enough for a batch of 8)."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("val", val)):
+        for i in range(count):
+            arrays = ((split, rng.integers(0, 256, (36, 48, 3))), (f"{split}annot", rng.integers(0, 12, (36, 48))))
+            for folder, array in arrays:
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array.astype(np.uint8)).save(root / folder / f"f{i:05d}.png")
+    return root
+
+
+def test_methods_flag_keeps_only_those_cells_and_a_dataset_preset(repo: Path, tmp_path: Path) -> None:
+    data = tiny_camvid(tmp_path / "camvid")
+    done = run_script([str(repo / "sweeps" / "methods.py"), "--preset", "cpu", "--dataset", "camvid",
+                       "--data-root", str(data), "--pair", "mobilenet_v2+mit_b1", "--methods", "vanilla,ours",
+                       "--seeds", "3", "--dry-run",
+                       "--storage", str(tmp_path / "runs")], cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("6 trials (2 cells x 3 seeds)")
+    assert "method=vanilla" in done.stdout and "method=ours" in done.stdout and "method=dml" not in done.stdout
+
+
+def test_methods_flag_names_the_methods_a_sweep_has(repo: Path, tmp_path: Path) -> None:
+    done = run_script([str(repo / "sweeps" / "methods.py"), "--preset", "smoke", "--methods", "vanilla,magic",
+                       "--dry-run", "--storage", str(tmp_path)], cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert "--methods 'vanilla,magic' is invalid" in done.stderr and "offline_kd" in done.stderr
