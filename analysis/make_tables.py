@@ -14,9 +14,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script, Python puts analysis/ (not the repository root) on sys.path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import pandas as pd
 
 from analysis.paper import TABLE_NUMBERS, PaperTable, paper_tables

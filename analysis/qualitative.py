@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from analysis.plots import plt, save
 from analysis.results import FINISHED, Results, load_results
 
