@@ -17,9 +17,9 @@ import pandas as pd
 
 from analysis.plots import plt, save
 from analysis.results import FINISHED, Results, load_results
+from cotrain.data.checks import IGNORE_INDEX
 
 COLUMNS = ("Image", "Ground truth", "Vanilla CNN", "Ours CNN", "Vanilla ViT", "Ours ViT")
-IGNORE_INDEX = 255
 IGNORE_COLOUR = (255, 255, 255)
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NoReturn, Optional
 
-from cotrain.config import ConfigError, TrainConfig, config_from_args, load_yaml
+from cotrain.config import ConfigError, TrainConfig, config_from_args, is_uri, load_yaml
 
 #: Keys a resumed run may change: they cannot change its results (``out``/``name`` only locate it).
 RESUMABLE_CHANGES = ("log_every", "out", "name")
@@ -56,7 +56,7 @@ def default_name(prefix: str) -> str:
 
 def check_storage(storage: str) -> None:
     """A local storage folder must be creatable and writable before Ray starts."""
-    if "://" in storage:
+    if is_uri(storage):
         return
     path = Path(storage).expanduser()
     try:
@@ -76,8 +76,8 @@ def check_new_or_resume(storage: str, name: Optional[str], resume: bool, direct:
     if resume and not name:
         raise ConfigError("--resume needs --name NAME of the experiment to resume")
     on_ray = experiment_exists(absolute_storage(storage), name or "")
-    exists = on_ray or ("://" not in storage and Path(storage, name or "", "config.yaml").is_file())
-    if resume and not exists and "://" not in storage:
+    exists = on_ray or (not is_uri(storage) and Path(storage, name or "", "config.yaml").is_file())
+    if resume and not exists and not is_uri(storage):
         raise ConfigError(f"--resume: no experiment {name!r} under {storage}")
     if not resume and exists:
         raise ConfigError(f"experiment {name!r} already exists under {storage}; "
@@ -93,7 +93,7 @@ def resumed_config(args: argparse.Namespace, cfg: TrainConfig) -> TrainConfig:
     Fails naming every key whose new value differs, unless it cannot change results.
     """
     saved_file = Path(cfg.out, cfg.name or "", "config.yaml")
-    if "://" in cfg.out or not saved_file.is_file():
+    if is_uri(cfg.out) or not saved_file.is_file():
         return cfg  # nothing to compare with: check_new_or_resume reports a missing run
     saved = load_yaml(saved_file)
     resumed = config_from_args(args, base=saved)
@@ -112,7 +112,7 @@ def run_lock(storage: str, name: str) -> Iterator[None]:
     A second run with the same name fails at once; the lock dies with its process, even on SIGKILL.
     """
     import fcntl
-    if "://" in storage:
+    if is_uri(storage):
         yield
         return
     folder = Path(storage, name)

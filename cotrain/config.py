@@ -306,9 +306,14 @@ def resolve(preset: Optional[str] = None, file_values: Optional[dict] = None,
     return TrainConfig.from_dict({**values, "data_root": absolute_path(values.get("data_root"))})
 
 
+def is_uri(path: str) -> bool:
+    """``s3://...``, ``gs://...``, ``ray://...``: not a local path."""
+    return "://" in path
+
+
 def absolute_path(path: Optional[str]) -> Optional[str]:
     """A local path made absolute (Ray's workers run in other folders); None and URIs unchanged."""
-    if not isinstance(path, str) or not path or "://" in path or path.lower() in ("none", "null"):
+    if not isinstance(path, str) or not path or is_uri(path) or path.lower() in ("none", "null"):
         return path
     return os.path.abspath(os.path.expanduser(path))
 

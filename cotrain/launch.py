@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from cotrain.config import ConfigError, TrainConfig
+from cotrain.config import ConfigError, TrainConfig, is_uri
 
 TRAIN_SUBDIR = "_train"
 TRIAL_ACTOR_CPU = 0.01  # the Tune trial actor only drives its TorchTrainer
@@ -199,7 +199,7 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
 
 def _data_error_marker(storage: str, experiment: str, trial_id: str) -> Optional[Path]:
     """Where a trial records that its data cannot be used, so that Tune's retry fails at once (local storage)."""
-    return None if "://" in storage else Path(_join(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}",
+    return None if is_uri(storage) else Path(_join(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}",
                                                     "data_error.txt"))
 
 
@@ -231,12 +231,12 @@ def flatten_cell(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _join(storage: str, *parts: str) -> str:
-    return "/".join([storage.rstrip("/"), *parts]) if "://" in storage else str(Path(storage, *parts))
+    return "/".join([storage.rstrip("/"), *parts]) if is_uri(storage) else str(Path(storage, *parts))
 
 
 def absolute_storage(storage: str) -> str:
     """Ray needs absolute local paths; URIs (``s3://``...) pass through."""
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+    return storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
 
 
 @contextmanager
@@ -322,7 +322,7 @@ class ClusterError(RuntimeError):
 
 def _connect_cluster(ray) -> None:
     address = _cluster_address()
-    if "://" not in address:  # ray:// (Ray Client) does its own handshake
+    if not is_uri(address):  # ray:// (Ray Client) does its own handshake
         _require_reachable(address)
         _match_auth_mode(address)
     try:
@@ -493,7 +493,7 @@ def mlflow_callback(uri: Optional[str], storage: str, experiment: str):
     except ImportError as exc:
         raise ConfigError("--mlflow needs mlflow: pip install -e '.[mlflow]'") from exc
     if not uri:
-        if "://" in storage:
+        if is_uri(storage):
             raise ConfigError(f"--mlflow without a URI needs local storage, not {storage}; pass --mlflow URI")
         uri = f"sqlite:///{Path(storage, 'mlflow.db').resolve()}"
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its database set-up lines
@@ -502,4 +502,4 @@ def mlflow_callback(uri: Optional[str], storage: str, experiment: str):
 
 def experiment_exists(storage: str, name: str) -> bool:
     """Whether an experiment folder already holds Tune state (local storage only)."""
-    return "://" not in storage and Path(storage, name, "tuner.pkl").exists()
+    return not is_uri(storage) and Path(storage, name, "tuner.pkl").exists()

@@ -6,7 +6,6 @@ Importing this package registers every dataset in :data:`DATASETS`.
 from cotrain.data import builtin, camvid, cityscapes, voc  # noqa: E402,F401  (registration)
 from cotrain.data.base import (
     DATASETS,
-    IGNORE_INDEX,
     DatasetSpec,
     SegmentationDataset,
     get_dataset,
@@ -14,7 +13,7 @@ from cotrain.data.base import (
     register_dataset,
 )
 from cotrain.data.builtin import ensure_builtin, generate_builtin
-from cotrain.data.checks import DataError, scan_dataset
+from cotrain.data.checks import IGNORE_INDEX, DataError, scan_dataset
 from cotrain.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 __all__ = [

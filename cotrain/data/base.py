@@ -18,9 +18,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cotrain.data.checks import DataError, decoded, label_problem, require_dir, require_pairs, size_problem
-
-IGNORE_INDEX = 255
+from cotrain.data.checks import (
+    DataError,
+    decoded,
+    label_problem,
+    require_dir,
+    require_pairs,
+    size_problem,
+)
 
 Pair = tuple[Path, Path]
 Transform = Callable[[torch.Tensor, torch.Tensor], Any]

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-from cotrain.data.base import IGNORE_INDEX, DatasetSpec, register_dataset
+from cotrain.data.base import DatasetSpec, register_dataset
+from cotrain.data.checks import IGNORE_INDEX
 from cotrain.data.voc import VOCSegmentation, voc_colormap
 
 BUILTIN_VERSION = "builtin-v3"

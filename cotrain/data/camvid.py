@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cotrain.data.base import IGNORE_INDEX, DatasetSpec, Pair, SegmentationDataset, register_dataset
-from cotrain.data.checks import require_dir
+from cotrain.data.base import DatasetSpec, Pair, SegmentationDataset, register_dataset
+from cotrain.data.checks import IGNORE_INDEX, require_dir
 
 CAMVID_CLASSES = (
     "sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car", "pedestrian", "bicyclist",

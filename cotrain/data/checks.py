@@ -16,7 +16,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from cotrain.data.base import SegmentationDataset
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = 255  # the one definition: masks, losses, metrics and plots all ignore this label
 T = TypeVar("T")
 
 #: Problem kind -> what the user should do about it.

@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cotrain.data.base import IGNORE_INDEX, DatasetSpec, Pair, SegmentationDataset, register_dataset
-from cotrain.data.checks import require_dir
+from cotrain.data.base import DatasetSpec, Pair, SegmentationDataset, register_dataset
+from cotrain.data.checks import IGNORE_INDEX, require_dir
 
 
 class CityscapesLabel(NamedTuple):

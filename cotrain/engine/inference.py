@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from cotrain.data.checks import IGNORE_INDEX
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IGNORE_INDEX = 255
 KINDS = ("whole", "center_crop", "sliding", "resize")
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
