@@ -5,6 +5,7 @@ faults separated by ``;``, each ``KIND[:TERM]:key=value:...``::
 
     nan:bsd_p_cnn:epoch=1:step=2              # loss term bsd_p_cnn becomes NaN at that step
     kill:epoch=2:step=1:once=/tmp/marker      # SIGKILL this worker there, the first time only
+    pause:epoch=2:step=1:seconds=10           # sleep there: holds a trial mid-run for a test to act on
     nan:bsd_p_cnn:epoch=1:step=1:when=alpha=2.0   # ...only in runs whose config has alpha == 2.0
 
 ``once=PATH``: the fault fires only while PATH does not exist, and creates it before firing,
@@ -17,6 +18,7 @@ import functools
 import math
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -24,7 +26,7 @@ from typing import Any, Optional
 import torch
 
 ENV_VAR = "COTRAIN_FAULT"
-KINDS = ("nan", "kill")
+KINDS = ("nan", "kill", "pause")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Fault:
     term: Optional[str] = None
     once: Optional[str] = None
     when: Optional[tuple[str, str]] = None
+    seconds: float = 0.0
 
     def applies(self, config: Any, epoch: int, step: int) -> bool:
         if (epoch, step) != (self.epoch, self.step):
@@ -60,10 +63,12 @@ def _parse_one(text: str) -> Fault:
     try:
         when = options["when"].split("=", 1) if "when" in options else None
         fault = Fault(kind, int(options["epoch"]), int(options["step"]), term, options.get("once"),
-                      tuple(when) if when else None)
+                      tuple(when) if when else None, float(options.get("seconds", 0)))
     except (KeyError, ValueError) as exc:
         raise ValueError(f"{ENV_VAR}={text!r}: expected "
-                         "KIND[:TERM]:epoch=E:step=S[:once=PATH][:when=KEY=VALUE]") from exc
+                         "KIND[:TERM]:epoch=E:step=S[:once=PATH][:when=KEY=VALUE][:seconds=S]") from exc
+    if kind == "pause" and fault.seconds <= 0:
+        raise ValueError(f"{ENV_VAR}={text!r}: a pause fault says how long, e.g. pause:epoch=2:step=1:seconds=10")
     if kind == "nan" and not term:
         raise ValueError(f"{ENV_VAR}={text!r}: a nan fault names a loss term, e.g. nan:bsd_p_cnn:epoch=1:step=1")
     return fault
@@ -105,6 +110,8 @@ def inject(run: Any, losses: dict[str, torch.Tensor]) -> None:
             Path(fault.once).touch()
         if fault.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif fault.kind == "pause":
+            time.sleep(fault.seconds)
         elif fault.term not in losses:
             raise KeyError(f"{ENV_VAR}: no loss term {fault.term!r}; this method has {sorted(losses)}")
         else:

@@ -28,7 +28,10 @@ pytestmark = pytest.mark.slow
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before ray is imported: stay on 127.0.0.1
 TIMEOUT_S = 300  # about 2 minutes on 2 idle cores
-EPOCHS = 3  # smoke epochs take seconds: three leave time to remove the node mid-trial
+EPOCHS = 3
+# Smoke epochs take a second: on a busy machine a trial's three reports once reached result.json between two
+# polls. Each trial pauses at the start of epoch 2, so it is seen mid-run (after epoch 1) every time.
+PAUSE = "pause:epoch=2:step=1:seconds=8"
 
 
 def rows_by_trial(experiment: Path) -> dict[str, list[dict]]:
@@ -55,6 +58,7 @@ def loopback_cluster(monkeypatch):
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # should ray have been imported already
     tmpdir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # short: Ray's socket paths are length-limited
     monkeypatch.setenv("RAY_TMPDIR", tmpdir)
+    monkeypatch.setenv("COTRAIN_FAULT", PAUSE)  # the nodes' workers inherit it from their raylets
     loopback = {"node_ip_address": "127.0.0.1"}
     # The dashboard serves the State API Ray Train's placement-group cleaner needs (docs/cluster.md).
     head = {"num_cpus": 0, "dashboard_host": "127.0.0.1", "dashboard_port": free_port(), **loopback}
