@@ -19,15 +19,20 @@ import pandas as pd
 
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
 
+# The leading columns of ``trials``; every other scalar config key (a method's own options included,
+# whatever the method) follows them, so a new option needs no edit here.
 CONFIG_KEYS = (
     "table", "sweep", "method", "cnn", "vit", "alpha", "beta", "gamma", "temperature",
     "hfd", "bsd_region", "bsd_pixel", "seed", "dataset", "preset", "epochs",
 )
+# The leading columns of ``history``; every other number a report names ``*_cnn`` / ``*_vit`` (each
+# method's loss terms: a method's ``term_names`` follow that convention) follows them.
 HISTORY_KEYS = (
     "epoch", "miou_cnn", "miou_vit", "cnn_teaches_pixels", "cnn_teaches_regions",
     "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit", "bsd_p_cnn",
     "bsd_p_vit", "kd_cnn", "kd_vit", "time_total_s",
 )
+PER_STUDENT = ("_cnn", "_vit")
 METHODS_TABLE_BY_DATASET = {"voc": "1", "cityscapes": "2", "camvid": "3"}
 _TRIAL_ID = re.compile(r"([0-9a-f]{5}_\d{5})")
 
@@ -144,6 +149,7 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
         return None
     last = records[-1] if records else {}
     row = {key: config.get(key) for key in CONFIG_KEYS}
+    row.update({k: v for k, v in config.items() if k not in row and _is_scalar(v)})
     row.update(
         # A sweep may span several experiment folders (methods: Vanilla first, then the KD methods).
         experiment=str(config.get("sweep") or experiment), trial_dir=str(trial_dir),
@@ -185,7 +191,22 @@ def whole_history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _history_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One history row per report, keeping only the keys the plots use."""
     ids = {"experiment": row["experiment"], "trial_id": row["trial_id"]}
-    return [{**ids, **{k: _number(r[k]) for k in HISTORY_KEYS if k in r}} for r in records]
+    return [{**ids, **{k: _number(v) for k, v in r.items() if _is_history_key(k, v)}} for r in records]
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _is_history_key(key: str, value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return key in HISTORY_KEYS or (number and key.endswith(PER_STUDENT))
+
+
+def _columns(rows: list[dict[str, Any]], leading: list[str]) -> list[str]:
+    """``leading``, then every other key of the rows in first-seen order."""
+    extra = dict.fromkeys(k for row in rows for k in row if k not in leading)
+    return [*leading, *extra]
 
 
 def _iou_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -220,7 +241,8 @@ def load_results(root: str | Path) -> Results:
             rows.append(row)
             history += _history_rows(row, whole_history(records))
             iou += _iou_rows(row, records)
-    trials = pd.DataFrame(rows, columns=[*CONFIG_KEYS, "experiment", "trial_dir", "trial_id", "status",
-                                         "last_epoch", "miou_cnn", "miou_vit", "table_id"])
-    return Results(trials, pd.DataFrame(history, columns=["experiment", "trial_id", *HISTORY_KEYS]),
+    trials = pd.DataFrame(rows, columns=_columns(rows, [*CONFIG_KEYS, "experiment", "trial_dir", "trial_id", "status",
+                                                        "last_epoch", "miou_cnn", "miou_vit", "table_id"]))
+    history = pd.DataFrame(history, columns=_columns(history, ["experiment", "trial_id", *HISTORY_KEYS]))
+    return Results(trials, history,
                    pd.DataFrame(iou, columns=["experiment", "trial_id", "class_name", "iou_cnn", "iou_vit"]))

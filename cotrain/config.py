@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -17,36 +16,28 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from cotrain.losses.bsd import BSD_NORMS
-from cotrain.methods import METHODS
-from cotrain.methods.ifvd import IFVD_FEATURES
-from cotrain.methods.kdcl import KDCL_MODES
+from cotrain.methods import METHODS, option_fields
 from cotrain.models.registry import encoder_names
+from cotrain.options import (
+    ConfigError,
+    at_least,
+    base_type,
+    check_fields,
+    fraction,
+    nonneg,
+    one_of,
+    option,
+    parse_grid,
+    parse_rates,
+    parse_scale,
+    parses,
+    positive,
+)
+
+__all__ = ["ConfigError", "PRESETS", "DATASET_PRESETS", "TrainConfig", "resolve", "load_yaml", "add_config_flags",
+           "config_from_args", "is_uri", "absolute_path", "parse_grid", "parse_scale"]
 
 UPDATE_ORDERS = ("joint", "sequential")
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed; the message is one line naming it."""
-
-
-def _nonneg(v: float) -> Optional[str]:
-    return None if math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
-
-
-def _positive(v: float) -> Optional[str]:
-    return None if math.isfinite(v) and v > 0 else "must be a finite number > 0"
-
-
-def _one_of(options: Callable[[], list[str]]) -> Callable[[Any], Optional[str]]:
-    def check(v: Any) -> Optional[str]:
-        allowed = options()
-        return None if v in allowed else f"allowed: {', '.join(map(str, allowed))}"
-    return check
-
-
-def _at_least(n: int) -> Callable[[int], Optional[str]]:
-    return lambda v: None if v >= n else f"must be >= {n}"
 
 
 def _seed_range(v: int) -> Optional[str]:
@@ -59,128 +50,79 @@ def _plain_name(v: str) -> Optional[str]:
     return None if ok else "must be a plain folder name (letters, digits, . _ + = -; no '/' or leading '.')"
 
 
-def _fraction(v: float) -> Optional[str]:
-    return None if 0 <= v < 1 else "must be in [0, 1)"
-
-
-def parse_grid(text: str) -> Optional[tuple[int, int]]:
-    """``"4x8"`` -> (4, 8); None when malformed."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
-        return None
-    return int(parts[0]), int(parts[1])
-
-
-def parse_rates(text: str) -> Optional[tuple[int, int, int]]:
-    """``"6,12,18"`` -> (6, 12, 18); None when malformed."""
-    parts = text.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
-        return None
-    return tuple(int(p) for p in parts)
-
-
-def parse_scale(text: str) -> Optional[tuple[float, float]]:
-    """``"0.5,2.0"`` -> (0.5, 2.0); None when malformed or not 0 < low <= high."""
-    try:
-        low, high = (float(p) for p in text.split(","))
-    except ValueError:
-        return None
-    return (low, high) if 0 < low <= high else None
-
-
 def _dataset_names() -> list[str]:
     from cotrain.data import DATASETS  # late import: the data package is heavier
     return sorted(DATASETS)
 
 
-def _f(default: Any, help: str, check: Optional[Callable[[Any], Optional[str]]] = None, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, "check": check, **kw})
-
-
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything one co-training run needs; validated at construction."""
+class _RunKeys:
+    """The run's own keys; ``TrainConfig`` is these plus every registered method's options (after ``method``)."""
 
     # students
-    cnn: str = _f("mobilenet_v2", "CNN student encoder (DeepLabV3+)", _one_of(lambda: encoder_names("cnn")))
-    vit: str = _f("mit_b1", "ViT student encoder (SegFormer)", _one_of(lambda: encoder_names("vit")))
-    weights: Optional[str] = _f(None, "encoder weights: imagenet, none or a state-dict path")
-    num_classes: Optional[int] = _f(None, "classes K (default: the dataset's)", _at_least(2))
-    # method and losses (docs/method.md defaults)
-    method: str = _f("ours", "collaborative-learning method", _one_of(lambda: sorted(METHODS)))
-    alpha: float = _f(1.0, "weight of pixel-wise BSD inside BSD", _nonneg)
-    beta: float = _f(0.1, "weight of HFD", _nonneg)
-    gamma: float = _f(1.0, "weight of BSD", _nonneg)
-    temperature: float = _f(1.0, "KD temperature T (loss × T²)", _positive)
-    hfd: bool = _f(True, "heterogeneous feature distillation")
-    bsd_region: bool = _f(True, "region-wise BSD")
-    bsd_pixel: bool = _f(True, "pixel-wise BSD")
-    region_dim: int = _f(256, "common channel count D̂ of region features", _at_least(1))
-    region_grid: Optional[str] = _f(None, "region grid HxW of region-wise BSD, e.g. 4x4 (default: MiT stage-4 grid)",
-                                    lambda v: None if parse_grid(v) else "must be HxW with H, W >= 1, e.g. 4x4")
-    bsd_norm: str = _f("batch", "BSD masked means over the batch's or each image's selected positions",
-                       _one_of(lambda: list(BSD_NORMS)))
-    aspp_rates: str = _f("6,12,18", "DeepLabV3+ ASPP dilation rates (output stride 16: 6,12,18)",
-                         lambda v: None if parse_rates(v) else "must be three comma-separated integers >= 1")
-    kd_weight: float = _f(1.0, "weight of a baseline's KD term (Offline KD, DML, KDCL)", _nonneg)
-    kdcl_mode: str = _f("minlogit", "KDCL soft target", _one_of(lambda: list(KDCL_MODES)))
-    ifvd_weight: float = _f(200.0, "IFVD: weight λ_ifv of the IFV term", _nonneg)
-    ifvd_kd_weight: float = _f(10.0, "IFVD: weight of its pixel-wise KD term", _nonneg)
-    ifvd_features: str = _f("decoder", "IFVD features: decoder (before the classifier) or last (encoder)",
-                            _one_of(lambda: list(IFVD_FEATURES)))
-    update_order: str = _f("joint", "joint: both students step on one forward; sequential: CNN steps, "
-                           "recompute, ViT steps (DML's order)", _one_of(lambda: list(UPDATE_ORDERS)))
-    teacher_cnn: Optional[str] = _f(None, "offline KD: frozen CNN teacher checkpoint (teaches the ViT)")
-    teacher_vit: Optional[str] = _f(None, "offline KD: frozen ViT teacher checkpoint (teaches the CNN)")
+    cnn: str = option("mobilenet_v2", "CNN student encoder (DeepLabV3+)", one_of(lambda: encoder_names("cnn")))
+    vit: str = option("mit_b1", "ViT student encoder (SegFormer)", one_of(lambda: encoder_names("vit")))
+    weights: Optional[str] = option(None, "encoder weights: imagenet, none or a state-dict path")
+    num_classes: Optional[int] = option(None, "classes K (default: the dataset's)", at_least(2))
+    # method (its options come from the method registry: cotrain/methods)
+    method: str = option("ours", "collaborative-learning method", one_of(lambda: sorted(METHODS)))
+    aspp_rates: str = option("6,12,18", "DeepLabV3+ ASPP dilation rates (output stride 16: 6,12,18)",
+                             parses(parse_rates, "three comma-separated integers >= 1"))
+    update_order: str = option("joint", "joint: both students step on one forward; sequential: CNN steps, "
+                               "recompute, ViT steps (DML's order)", one_of(lambda: list(UPDATE_ORDERS)))
     # data
-    dataset: str = _f("builtin", "dataset", _one_of(_dataset_names))
-    data_root: Optional[str] = _f(None, "dataset root (builtin: generated when absent)")
-    crop_size: int = _f(128, "training crop side (multiple of 32)", _at_least(32))
-    train_scale: str = _f("0.5,2.0", "range LOW,HIGH of the random rescale of training images before the crop",
-                          lambda v: None if parse_scale(v) else "must be LOW,HIGH with 0 < LOW <= HIGH, e.g. 0.5,2.0")
-    batch_size: int = _f(4, "training batch size", _at_least(1))
-    num_workers: int = _f(2, "data-loader worker processes", _at_least(0))
-    eval_protocol: Optional[str] = _f(None, "evaluation protocol (default: the dataset's)",
-                                      _one_of(lambda: ["whole", "center_crop", "sliding", "resize"]))
-    eval_size: Optional[str] = _f(None, "evaluate whole images resized to HxW (image and labels; default: the "
-                                  "dataset's protocol)",
-                                  lambda v: None if parse_grid(v) else "must be HxW, e.g. 180x240")
-    eval_split: str = _f("val", "split to evaluate on (any split the dataset has, e.g. CamVid's test)")
-    max_train_steps: Optional[int] = _f(None, "cap on steps per epoch (smoke runs)", _at_least(1))
-    max_val_images: Optional[int] = _f(None, "cap on validation images (smoke runs)", _at_least(1))
+    dataset: str = option("builtin", "dataset", one_of(_dataset_names))
+    data_root: Optional[str] = option(None, "dataset root (builtin: generated when absent)")
+    crop_size: int = option(128, "training crop side (multiple of 32)", at_least(32))
+    train_scale: str = option("0.5,2.0", "range LOW,HIGH of the random rescale of training images before the crop",
+                              parses(parse_scale, "LOW,HIGH with 0 < LOW <= HIGH, e.g. 0.5,2.0"))
+    batch_size: int = option(4, "training batch size", at_least(1))
+    num_workers: int = option(2, "data-loader worker processes", at_least(0))
+    eval_protocol: Optional[str] = option(None, "evaluation protocol (default: the dataset's)",
+                                          one_of(lambda: ["whole", "center_crop", "sliding", "resize"]))
+    eval_size: Optional[str] = option(None, "evaluate whole images resized to HxW (image and labels; default: the "
+                                      "dataset's protocol)",
+                                      parses(parse_grid, "HxW, e.g. 180x240"))
+    eval_split: str = option("val", "split to evaluate on (any split the dataset has, e.g. CamVid's test)")
+    max_train_steps: Optional[int] = option(None, "cap on steps per epoch (smoke runs)", at_least(1))
+    max_val_images: Optional[int] = option(None, "cap on validation images (smoke runs)", at_least(1))
     # optimisers (paper §4.1)
-    cnn_lr: float = _f(2.5e-3, "CNN SGD learning rate", _positive)
-    cnn_momentum: float = _f(0.9, "CNN SGD momentum", _fraction)
-    cnn_weight_decay: float = _f(5e-4, "CNN weight decay", _nonneg)
-    cnn_poly_power: float = _f(0.9, "CNN poly decay power", _nonneg)
-    vit_lr: float = _f(6e-5, "ViT AdamW learning rate", _positive)
-    vit_weight_decay: float = _f(0.01, "ViT weight decay", _nonneg)
-    vit_poly_power: float = _f(1.0, "ViT poly decay power", _nonneg)
+    cnn_lr: float = option(2.5e-3, "CNN SGD learning rate", positive)
+    cnn_momentum: float = option(0.9, "CNN SGD momentum", fraction)
+    cnn_weight_decay: float = option(5e-4, "CNN weight decay", nonneg)
+    cnn_poly_power: float = option(0.9, "CNN poly decay power", nonneg)
+    vit_lr: float = option(6e-5, "ViT AdamW learning rate", positive)
+    vit_weight_decay: float = option(0.01, "ViT weight decay", nonneg)
+    vit_poly_power: float = option(1.0, "ViT poly decay power", nonneg)
     # run
-    preset: str = _f("cpu", "preset of defaults", _one_of(lambda: sorted(PRESETS)))
-    epochs: int = _f(4, "training epochs", _at_least(1))
-    seed: int = _f(0, "random seed", _seed_range)
-    out: str = _f("results", "output folder (or URI) for runs")
-    name: Optional[str] = _f(None, "run name (default: derived from the config and time)", _plain_name)
-    device: str = _f("auto", "auto, cpu or cuda", _one_of(lambda: ["auto", "cpu", "cuda"]))
-    amp: bool = _f(True, "bf16 autocast on CUDA (loss math stays fp32)")
-    channels_last: bool = _f(True, "channels_last memory format for the CNN on CUDA")
-    compile: bool = _f(False, "torch.compile both students")
-    log_every: int = _f(10, "steps between progress lines / finiteness checks", _at_least(1))
-    workers: int = _f(1, "Ray Train workers (data parallel)", _at_least(1))
+    preset: str = option("cpu", "preset of defaults", one_of(lambda: sorted(PRESETS)))
+    epochs: int = option(4, "training epochs", at_least(1))
+    seed: int = option(0, "random seed", _seed_range)
+    out: str = option("results", "output folder (or URI) for runs")
+    name: Optional[str] = option(None, "run name (default: derived from the config and time)", _plain_name)
+    device: str = option("auto", "auto, cpu or cuda", one_of(lambda: ["auto", "cpu", "cuda"]))
+    amp: bool = option(True, "bf16 autocast on CUDA (loss math stays fp32)")
+    channels_last: bool = option(True, "channels_last memory format for the CNN on CUDA")
+    compile: bool = option(False, "torch.compile both students")
+    log_every: int = option(10, "steps between progress lines / finiteness checks", at_least(1))
+    workers: int = option(1, "Ray Train workers (data parallel)", at_least(1))
     # sweep bookkeeping, written into params.json for the table script
-    table: Optional[str] = _f(None, "paper table this run belongs to", cli=False)
-    sweep: Optional[str] = _f(None, "sweep script this run belongs to", cli=False)
+    table: Optional[str] = option(None, "paper table this run belongs to", cli=False)
+    sweep: Optional[str] = option(None, "sweep script this run belongs to", cli=False)
+
+
+class _ConfigBehaviour:
+    """Validation and conversions of ``TrainConfig`` (a dataclass generated below)."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            check_field(f, getattr(self, f.name))
+        check_fields(self)
         if self.crop_size % 32:
             raise ConfigError(f"crop_size={self.crop_size} is invalid: must be a multiple of 32 "
                               "(MiT stage 4 and DeepLabV3+ output stride)")
-        grid = parse_grid(self.region_grid) if self.region_grid else (1, 1)
+        region_grid = getattr(self, "region_grid", None)  # an option of the "ours" method
+        grid = parse_grid(region_grid) if region_grid else (1, 1)
         if self.crop_size % grid[0] or self.crop_size % grid[1]:
-            raise ConfigError(f"region_grid={self.region_grid} is invalid: both sides must divide "
+            raise ConfigError(f"region_grid={region_grid} is invalid: both sides must divide "
                               f"crop_size={self.crop_size}")
         if self.update_order == "sequential" and self.workers > 1:
             raise ConfigError("update_order=sequential is invalid with workers > 1: allowed with one worker "
@@ -190,7 +132,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> Any:
         """Build from a flat dict; unknown keys fail naming the key."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -199,17 +141,34 @@ class TrainConfig:
         return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
     def loss_options(self) -> dict[str, Any]:
-        """The ``LossOptions`` part, parsed, as keyword arguments of ``build_pair``."""
-        from cotrain.methods import LossOptions
-        values = {k: getattr(self, k) for k in LossOptions.names() if hasattr(self, k)}
-        return {**values, "region_grid": parse_grid(self.region_grid) if self.region_grid else None}
+        """Every method option, as keyword arguments of ``build_pair`` (the method takes its own)."""
+        return {f.name: getattr(self, f.name) for f in option_fields()}
 
     def pair_options(self) -> dict[str, Any]:
         """Every keyword argument of ``build_pair`` besides encoders, classes, weights and method."""
         return {"aspp_rates": parse_rates(self.aspp_rates), **self.loss_options()}
 
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
+    def replace(self, **changes: Any) -> Any:
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+
+def _config_fields() -> list[tuple[str, Any, dataclasses.Field]]:
+    """(name, type, field) of the run keys with the method options inserted after ``method``."""
+    def spec(f: dataclasses.Field) -> tuple[str, Any, dataclasses.Field]:
+        return f.name, f.type, field(default=f.default, metadata=f.metadata)
+    run = [spec(f) for f in fields(_RunKeys)]
+    at = [name for name, _, _ in run].index("method") + 1
+    clashes = sorted({f.name for f in option_fields()} & {name for name, _, _ in run})
+    if clashes:
+        raise TypeError(f"method option(s) {clashes} clash with run keys of the same name")
+    return run[:at] + [spec(f) for f in option_fields()] + run[at:]
+
+
+# Flat on purpose (the keys are also Tune's search space, the YAML and params.json), and generated:
+# a method's options are declared once, beside the method, and appear here by registration.
+TrainConfig = dataclasses.make_dataclass("TrainConfig", _config_fields(), bases=(_ConfigBehaviour,), frozen=True)
+TrainConfig.__module__, TrainConfig.__qualname__ = __name__, "TrainConfig"  # pickled by reference (Ray)
+TrainConfig.__doc__ = "Everything one co-training run needs; validated at construction."
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -245,35 +204,11 @@ DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def check_field(f: dataclasses.Field, value: Any) -> None:
-    """Validate one field's type and range; raise ConfigError naming it."""
-    if value is None:
-        if f.default is None:
-            return
-        raise ConfigError(f"{f.name}=None is invalid: a value is required")
-    expected = _base_type(f)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise ConfigError(f"{f.name}={value!r} is invalid: expected {expected.__name__}")
-    problem = f.metadata.get("check") and f.metadata["check"](value)
-    if problem:
-        raise ConfigError(f"{f.name}={value!r} is invalid: {problem}")
-
-
-def _base_type(f: dataclasses.Field) -> type:
-    text = str(f.type)
-    for name, typ in (("bool", bool), ("int", int), ("float", float), ("str", str)):
-        if name in text:
-            return typ
-    raise TypeError(f"unsupported config type {text}")
-
-
 def _coerce(cls: type, key: str, value: Any) -> Any:
     f = {f.name: f for f in fields(cls)}[key]
     if isinstance(value, str) and value.lower() in ("none", "null", "") and f.default is None:
         return None
-    if _base_type(f) is float and isinstance(value, int) and not isinstance(value, bool):
+    if base_type(f) is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
 
@@ -325,7 +260,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
         if f.name in exclude or not f.metadata.get("cli", True):
             continue
         flag = "--" + f.name.replace("_", "-")
-        typ = _base_type(f)
+        typ = base_type(f)
         if typ is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
         else:

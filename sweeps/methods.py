@@ -9,10 +9,13 @@ The table follows from --dataset: voc -> Table 1, cityscapes -> Table 2, camvid 
 """
 import sys
 
+from cotrain.methods import METHODS
 from cotrain.sweep import VANILLA, SweepSpec, run_sweep
 
-METHODS = ("offline_kd", "dml", "kdcl", "ifvd", "ours")
-SPEC = SweepSpec(script="methods", table="methods", cells=[VANILLA] + [{"method": m} for m in METHODS],
+# Every registered method (a new one joins the table as a measured row), the paper's order first.
+PAPER_ORDER = ("offline_kd", "dml", "kdcl", "ifvd", "ours")
+KD_METHODS = [m for m in PAPER_ORDER if m in METHODS] + [m for m in METHODS if m not in (*PAPER_ORDER, "vanilla")]
+SPEC = SweepSpec(script="methods", table="methods", cells=[VANILLA] + [{"method": m} for m in KD_METHODS],
                  pairs=("mobilenet_v2+mit_b1", "resnet50+mit_b2"), staged=True)
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def test_method_options_reach_build_pair():
     cfg = resolve("smoke", overrides={"region_grid": "4x2", "aspp_rates": "1,2,3", "bsd_norm": "image",
                                       "kdcl_mode": "naive", "ifvd_weight": 5, "ifvd_features": "last"})
     options = cfg.pair_options()
-    assert options["region_grid"] == (4, 2) and options["aspp_rates"] == (1, 2, 3)
+    assert options["region_grid"] == "4x2" and options["aspp_rates"] == (1, 2, 3)
     assert (options["bsd_norm"], options["kdcl_mode"], options["ifvd_weight"], options["ifvd_features"]) == \
         ("image", "naive", 5.0, "last")
     assert resolve("smoke").pair_options()["region_grid"] is None
@@ -150,7 +150,7 @@ def test_method_options_are_sweep_sets():
 
     sets = parse_sets(["region_grid=4x4", "aspp_rates=12,24,36", "kdcl_mode=naive", "ifvd_weight=1"])
     cfg = resolve("smoke", overrides=sets)
-    assert cfg.pair_options()["region_grid"] == (4, 4) and cfg.pair_options()["aspp_rates"] == (12, 24, 36)
+    assert cfg.pair_options()["region_grid"] == "4x4" and cfg.pair_options()["aspp_rates"] == (12, 24, 36)
     assert cfg.kdcl_mode == "naive" and cfg.ifvd_weight == 1.0
 
 

@@ -1,48 +1,42 @@
 """What every collaborative-learning method sees and returns, and the registry that names them."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import nn
 
 from cotrain.losses import log_probs, pixel_teacher_mask, region_teacher_mask
 from cotrain.models.students import Student, StudentOutput
+from cotrain.options import check_fields, nonneg, option, positive
 
 
 @dataclass(frozen=True)
-class LossOptions:
-    """Options of every method's losses (each method reads the ones it needs).
+class NoOptions:
+    """The options of a method that has none; every method's ``Options`` derives from it.
 
-    Defaults are docs/method.md's: α = 1, β = 0.1, γ = 1, T = 1, all switches on, D̂ = 256,
-    region grid = the MiT stage-4 grid (``None``), BSD means over the batch; the baselines'
-    defaults are their references' (IFVD: λ_ifv = 200 on decoder features plus λ_kd = 10 pixel KD;
-    KDCL: MinLogit).
+    A method declares its options once, as fields made by ``cotrain.options.option`` on its own
+    ``Options`` dataclass; the run config, CLI flags, YAML keys, sweep cells and table columns are
+    generated from them. Methods that share an option inherit it from one base (below).
     """
 
-    alpha: float = 1.0
-    beta: float = 0.1
-    gamma: float = 1.0
-    temperature: float = 1.0
-    hfd: bool = True
-    bsd_region: bool = True
-    bsd_pixel: bool = True
-    region_dim: int = 256
-    region_grid: Optional[tuple[int, int]] = None
-    bsd_norm: str = "batch"
-    kd_weight: float = 1.0
-    kdcl_mode: str = "minlogit"
-    ifvd_weight: float = 200.0
-    ifvd_kd_weight: float = 10.0
-    ifvd_features: str = "decoder"
-    teacher_cnn: Optional[str] = None
-    teacher_vit: Optional[str] = None
+    def __post_init__(self) -> None:
+        check_fields(self)
 
-    @classmethod
-    def names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
+
+@dataclass(frozen=True)
+class TemperatureOption(NoOptions):
+    temperature: float = option(1.0, "KD temperature T (loss × T²)", positive)
+
+
+@dataclass(frozen=True)
+class LogitKDOptions(TemperatureOption):
+    """The logit-KD baselines' options (Offline KD, DML, KDCL)."""
+
+    kd_weight: float = option(1.0, "weight of a baseline's KD term (Offline KD, DML, KDCL)", nonneg)
 
 
 @dataclass
@@ -109,12 +103,18 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     term_names: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type] = NoOptions
 
-    def __init__(self, cnn: Student, vit: Student, options: LossOptions) -> None:
+    def __init__(self, cnn: Student, vit: Student, options: Any) -> None:
         super().__init__()
         self.options = options
         self.cnn_side = nn.ModuleDict()
         self.vit_side = nn.ModuleDict()
+
+    @property
+    def region_grid(self) -> Optional[tuple[int, int]]:
+        """The region grid of the reported ``cnn_teaches_regions`` share (None: the ViT's stage-4 grid)."""
+        return None
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Return (KD part of L^C, KD part of L^V, named terms) for one step."""
@@ -125,9 +125,32 @@ METHODS: dict[str, type[Method]] = {}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method selectable by ``cls.name`` everywhere."""
+    """Class decorator: make a method, and its options, selectable by name everywhere."""
+    known = {f.name: (f, owner) for owner in METHODS.values() for f in dataclasses.fields(owner.Options)
+             if owner.name != cls.name}
+    for f in dataclasses.fields(cls.Options):
+        other, owner = known.get(f.name, (f, cls))
+        if (other.default, str(other.type), other.metadata["help"]) != (f.default, str(f.type), f.metadata["help"]):
+            raise TypeError(f"option {f.name!r} of method {cls.name!r} differs from method {owner.name!r}'s; "
+                            "declare it once, in an Options base both inherit")
     METHODS[cls.name] = cls
     return cls
+
+
+def option_fields() -> list[dataclasses.Field]:
+    """Every registered method's option fields, each name once, in registration order."""
+    seen: dict[str, dataclasses.Field] = {}
+    for cls in METHODS.values():
+        for f in dataclasses.fields(cls.Options):
+            seen.setdefault(f.name, f)
+    return list(seen.values())
+
+
+def options_for(method: str, values: dict[str, Any]) -> Any:
+    """``method``'s ``Options`` from the values it declares (the other methods' keys are ignored)."""
+    options = get_method(method).Options
+    names = {f.name for f in dataclasses.fields(options)}
+    return options(**{k: v for k, v in values.items() if k in names})
 
 
 def get_method(name: str) -> type[Method]:

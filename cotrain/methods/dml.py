@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from cotrain.losses.kd import kd_kl_loss
-from cotrain.methods.base import Method, PairContext, register_method
+from cotrain.methods.base import LogitKDOptions, Method, PairContext, register_method
 
 
 @register_method
@@ -17,6 +17,7 @@ class DML(Method):
 
     name = "dml"
     term_names = ("kd_cnn", "kd_vit")
+    Options = LogitKDOptions
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         o = self.options

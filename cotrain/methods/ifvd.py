@@ -11,14 +11,26 @@ holistic term is not included.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from cotrain.losses.kd import ifv_loss, ifv_map, kd_kl_loss, labels_on_grid
-from cotrain.methods.base import LossOptions, Method, PairContext, register_method
-from cotrain.models import Student
+from cotrain.methods.base import Method, PairContext, TemperatureOption, register_method
+from cotrain.options import nonneg, one_of, option
 
 IFVD_FEATURES = ("decoder", "last")
+
+
+@dataclass(frozen=True)
+class IFVDOptions(TemperatureOption):
+    """The IFVD reference's weights: λ_ifv = 200 on decoder features plus λ_kd = 10 pixel KD."""
+
+    ifvd_weight: float = option(200.0, "IFVD: weight λ_ifv of the IFV term", nonneg)
+    ifvd_kd_weight: float = option(10.0, "IFVD: weight of its pixel-wise KD term", nonneg)
+    ifvd_features: str = option("decoder", "IFVD features: decoder (before the classifier) or last (encoder)",
+                                one_of(IFVD_FEATURES))
 
 
 @register_method
@@ -27,12 +39,7 @@ class IFVD(Method):
 
     name = "ifvd"
     term_names = ("kd_cnn", "kd_vit", "ifv_cnn", "ifv_vit", "pkd_cnn", "pkd_vit")
-
-    def __init__(self, cnn: Student, vit: Student, options: LossOptions) -> None:
-        super().__init__(cnn, vit, options)
-        if options.ifvd_features not in IFVD_FEATURES:
-            raise ValueError(f"ifvd_features={options.ifvd_features!r} is invalid; "
-                             f"allowed: {', '.join(IFVD_FEATURES)}")
+    Options = IFVDOptions
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         o = self.options

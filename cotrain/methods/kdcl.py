@@ -12,13 +12,20 @@ L^S = CE^S + w·T²·KL(p_t ‖ p^S), mean over valid pixels. ``kdcl_mode`` pick
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from cotrain.losses.kd import kd_kl_loss, mean_ensemble, minlogit_ensemble, naive_ensemble
-from cotrain.methods.base import LossOptions, Method, PairContext, register_method
-from cotrain.models import Student
+from cotrain.methods.base import LogitKDOptions, Method, PairContext, register_method
+from cotrain.options import one_of, option
 
 KDCL_MODES = ("minlogit", "naive", "logit_mean")
+
+
+@dataclass(frozen=True)
+class KDCLOptions(LogitKDOptions):
+    kdcl_mode: str = option("minlogit", "KDCL soft target", one_of(KDCL_MODES))
 
 
 @register_method
@@ -27,11 +34,7 @@ class KDCL(Method):
 
     name = "kdcl"
     term_names = ("kd_cnn", "kd_vit")
-
-    def __init__(self, cnn: Student, vit: Student, options: LossOptions) -> None:
-        super().__init__(cnn, vit, options)
-        if options.kdcl_mode not in KDCL_MODES:
-            raise ValueError(f"kdcl_mode={options.kdcl_mode!r} is invalid; allowed: {', '.join(KDCL_MODES)}")
+    Options = KDCLOptions
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         o = self.options

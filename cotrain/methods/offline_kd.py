@@ -7,12 +7,22 @@ CNN teaches our ViT; a missing path leaves that side with CE only.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from torch import nn
 
 from cotrain.losses.kd import kd_kl_loss
-from cotrain.methods.base import LossOptions, Method, PairContext, register_method
+from cotrain.methods.base import LogitKDOptions, Method, PairContext, register_method
 from cotrain.models import Student
+from cotrain.options import option
+
+
+@dataclass(frozen=True)
+class OfflineKDOptions(LogitKDOptions):
+    teacher_cnn: Optional[str] = option(None, "offline KD: frozen CNN teacher checkpoint (teaches the ViT)")
+    teacher_vit: Optional[str] = option(None, "offline KD: frozen ViT teacher checkpoint (teaches the CNN)")
 
 
 @register_method
@@ -21,8 +31,9 @@ class OfflineKD(Method):
 
     name = "offline_kd"
     term_names = ("kd_cnn", "kd_vit")
+    Options = OfflineKDOptions
 
-    def __init__(self, cnn: Student, vit: Student, options: LossOptions) -> None:
+    def __init__(self, cnn: Student, vit: Student, options: OfflineKDOptions) -> None:
         super().__init__(cnn, vit, options)
         if options.teacher_cnn is None and options.teacher_vit is None:
             raise ValueError("offline_kd needs teacher_cnn and/or teacher_vit checkpoint paths")

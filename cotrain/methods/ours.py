@@ -4,11 +4,34 @@ L^C = CE^C + β·HFD^C + γ·(L_R^C + α·L_P^C), and L^V likewise (docs/method.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 
 from cotrain.losses import hfd_loss, pixel_terms_from_log_probs, region_terms
-from cotrain.methods.base import LossOptions, Method, PairContext, register_method
+from cotrain.losses.bsd import BSD_NORMS
+from cotrain.methods.base import Method, PairContext, TemperatureOption, register_method
 from cotrain.models import Gamma, Student
+from cotrain.options import at_least, nonneg, one_of, option, parse_grid, parses
+
+
+@dataclass(frozen=True)
+class OursOptions(TemperatureOption):
+    """docs/method.md's defaults: α = 1, β = 0.1, γ = 1, T = 1, all switches on, D̂ = 256, the region grid
+    of the MiT stage 4 (None), BSD means over the batch."""
+
+    alpha: float = option(1.0, "weight of pixel-wise BSD inside BSD", nonneg)
+    beta: float = option(0.1, "weight of HFD", nonneg)
+    gamma: float = option(1.0, "weight of BSD", nonneg)
+    hfd: bool = option(True, "heterogeneous feature distillation")
+    bsd_region: bool = option(True, "region-wise BSD")
+    bsd_pixel: bool = option(True, "pixel-wise BSD")
+    region_dim: int = option(256, "common channel count D̂ of region features", at_least(1))
+    region_grid: Optional[str] = option(None, "region grid HxW of region-wise BSD, e.g. 4x4 (default: MiT stage-4 "
+                                        "grid)", parses(parse_grid, "HxW with H, W >= 1, e.g. 4x4"), parse=parse_grid)
+    bsd_norm: str = option("batch", "BSD masked means over the batch's or each image's selected positions",
+                           one_of(BSD_NORMS))
 
 
 @register_method
@@ -17,8 +40,9 @@ class Ours(Method):
 
     name = "ours"
     term_names = ("hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit", "bsd_p_cnn", "bsd_p_vit")
+    Options = OursOptions
 
-    def __init__(self, cnn: Student, vit: Student, options: LossOptions) -> None:
+    def __init__(self, cnn: Student, vit: Student, options: OursOptions) -> None:
         super().__init__(cnn, vit, options)
         cnn_low, _, cnn_last = cnn.channels
         vit_low, _, vit_last = vit.channels
@@ -29,6 +53,10 @@ class Ours(Method):
         if options.bsd_region:
             self.cnn_side["gamma_last"] = Gamma(cnn_last, options.region_dim)  # Γ_l^C -> D̂
             self.vit_side["gamma_last"] = Gamma(vit_last, options.region_dim)  # Γ_l^V -> D̂
+
+    @property
+    def region_grid(self) -> Optional[tuple[int, int]]:
+        return parse_grid(self.options.region_grid) if self.options.region_grid else None
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         o, zero = self.options, ctx.zero()
@@ -54,7 +82,7 @@ class Ours(Method):
 
     def region(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Region-wise BSD on Γ_l-transformed last features over the region grid."""
-        grid = tuple(self.options.region_grid or ctx.default_grid)
+        grid = tuple(self.region_grid or ctx.default_grid)
         feat_c = self.cnn_side["gamma_last"](ctx.out_cnn.last, grid)
         feat_v = self.vit_side["gamma_last"](ctx.out_vit.last, grid)
         cnn_teaches, region_valid = ctx.region_masks(grid)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cotrain.losses import log_probs, masked_mean, nll_map
-from cotrain.methods import LossOptions, Method, PairContext, get_method
+from cotrain.methods import Method, PairContext, get_method, option_fields, options_for
 from cotrain.models.students import ASPP_RATES_OS16, Student, Weights, build_student
 
 SIDES = ("cnn", "vit")
@@ -42,7 +42,7 @@ class StudentPair(nn.Module):
         ctx = self._context(images, target)
         ce_c, ce_v = masked_mean(ctx.ce_cnn, ctx.valid), masked_mean(ctx.ce_vit, ctx.valid)
         extra_c, extra_v, named = self.method.terms(ctx)
-        region_mask, region_valid = ctx.region_masks(self.method.options.region_grid)
+        region_mask, region_valid = ctx.region_masks(self.method.region_grid)
         out = {"cnn": ce_c + extra_c, "vit": ce_v + extra_v, "ce_cnn": ce_c.detach(), "ce_vit": ce_v.detach()}
         out.update({k: v.detach() for k, v in named.items()})
         out["cnn_teaches_pixels"] = _share(ctx.pixel_mask, ctx.valid)
@@ -83,17 +83,18 @@ def build_pair(cnn: str = "mobilenet_v2", vit: str = "mit_b1", num_classes: int 
             or as a ``(cnn, vit)`` tuple.
         method: a registered method name (``ours``, ``vanilla``, ...).
         aspp_rates: the CNN's ASPP dilation rates (DeepLabV3+ at output stride 16: 6, 12, 18).
-        **loss_options: fields of ``LossOptions`` (``alpha``, ``beta``, ``gamma``,
-            ``temperature``, ``hfd``, ``bsd_region``, ``bsd_pixel``, ...).
+        **loss_options: any registered method's options (``alpha``, ``beta``, ``gamma``, ``temperature``,
+            ``hfd``, ``region_grid="4x4"``, ``kdcl_mode``...); ``method`` takes the ones it declares.
     """
-    unknown = set(loss_options) - LossOptions.names()
+    allowed = sorted(f.name for f in option_fields())
+    unknown = set(loss_options) - set(allowed)
     if unknown:
-        raise ValueError(f"unknown loss option(s) {sorted(unknown)}; allowed: {sorted(LossOptions.names())}")
+        raise ValueError(f"unknown loss option(s) {sorted(unknown)}; allowed: {allowed}")
     if num_classes < 2:
         raise ValueError(f"num_classes={num_classes} is invalid; need at least 2")
     cnn_w, vit_w = weights if isinstance(weights, tuple) else (weights, weights)
     cnn_student = build_student("cnn", cnn, num_classes, cnn_w, aspp_rates)
     vit_student = build_student("vit", vit, num_classes, vit_w)
-    options = LossOptions(**loss_options)
+    options = options_for(method, loss_options)
     return StudentPair(cnn_student, vit_student, get_method(method)(cnn_student, vit_student, options),
                        num_classes, ignore_index)

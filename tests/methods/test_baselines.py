@@ -10,7 +10,7 @@ import torch
 from cotrain.config import TrainConfig
 from cotrain.losses import log_probs
 from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble, naive_ensemble
-from cotrain.methods import METHODS, LossOptions, PairContext, get_method
+from cotrain.methods import METHODS, PairContext, get_method, options_for
 from cotrain.models import StudentOutput
 from cotrain.models.pair import build_pair
 
@@ -35,7 +35,7 @@ def _ctx(z_c: torch.Tensor, z_v: torch.Tensor, target: torch.Tensor,
 
 
 def _terms(name: str, ctx: PairContext, **options) -> dict[str, torch.Tensor]:
-    kd_c, kd_v, named = get_method(name)(None, None, LossOptions(**options)).terms(ctx)
+    kd_c, kd_v, named = get_method(name)(None, None, options_for(name, options)).terms(ctx)
     assert torch.equal(kd_c, named["kd_cnn"]) and torch.equal(kd_v, named["kd_vit"])
     return named
 
@@ -109,11 +109,11 @@ def test_kdcl_minlogit_by_hand():
 
 def test_kdcl_rejects_unknown_mode():
     with pytest.raises(ValueError, match="kdcl_mode"):
-        get_method("kdcl")(None, None, LossOptions(kdcl_mode="max"))
+        options_for("kdcl", {"kdcl_mode": "max"})
 
 
 def test_kdcl_default_is_minlogit():
-    assert LossOptions().kdcl_mode == "minlogit" and TrainConfig().kdcl_mode == "minlogit"
+    assert get_method("kdcl").Options().kdcl_mode == "minlogit" and TrainConfig().kdcl_mode == "minlogit"
 
 
 def _two_images_each_won_by_one_student() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -208,7 +208,7 @@ def test_ifvd_default_is_the_reference_objective_on_decoder_features():
 
 def test_ifvd_rejects_unknown_features():
     with pytest.raises(ValueError, match="ifvd_features"):
-        get_method("ifvd")(None, None, LossOptions(ifvd_features="stage3"))
+        options_for("ifvd", {"ifvd_features": "stage3"})
 
 
 # ---------------------------------------------------------------- real tiny pairs

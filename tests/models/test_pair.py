@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cotrain.losses import bsd_pixel_loss, bsd_region_loss
-from cotrain.methods import LossOptions, get_method
+from cotrain.methods import get_method, options_for
 from cotrain.models import encoder_names
 from cotrain.models.pair import StudentPair, build_pair
 
@@ -41,7 +41,7 @@ def pair_of(student, cnn: str, vit: str, **options) -> StudentPair:
     """A pair around cached students (what ``build_pair`` does, without rebuilding the encoders)."""
     c, v = student("cnn", cnn), student("vit", vit)
     torch.manual_seed(0)
-    pair = StudentPair(c, v, get_method("ours")(c, v, LossOptions(**options)), K)
+    pair = StudentPair(c, v, get_method("ours")(c, v, options_for("ours", options)), K)
     pair.train()
     return pair
 
@@ -144,7 +144,7 @@ def test_region_grid_and_bsd_norm_reach_the_region_terms(norm: str):
     """A configured grid (here 4×4, not the default 2×2) is the one Γ_l pools to and m̂ is decided on."""
     torch.manual_seed(0)
     pair = build_pair("mobilenet_v2", "mit_b0", K, weights=None, hfd=False, bsd_pixel=False,
-                      region_grid=(4, 4), bsd_norm=norm).eval()
+                      region_grid="4x4", bsd_norm=norm).eval()
     images, target = batch(4)
     losses = pair.losses(images, target)
     with torch.no_grad():
