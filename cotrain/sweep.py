@@ -283,7 +283,7 @@ def summarise(grid, storage: str, name: str) -> int:
 
 
 def print_dry_run(base: TrainConfig, cells: list[dict], seeds: int) -> int:
-    from cotrain.bench import estimate_trial_seconds, resolved_device
+    from cotrain.estimate import estimate_trial_seconds, resolved_device
     trials = len(cells) * seeds
     seconds = sum(estimate_trial_seconds(base.replace(**{k: v for k, v in c.items()})) for c in cells) * seeds
     device = "GPU" if resolved_device(base.device) == "cuda" else "CPU"  # --set device=cuda: plan GPUs from here

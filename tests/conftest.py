@@ -7,8 +7,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pytest
+
+if TYPE_CHECKING:
+    from cotrain.models import Student
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,3 +64,24 @@ def alpha_sweep(tmp_path_factory) -> Path:
                        str(storage), "--name", "alpha", "--quiet"], cwd=storage)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return storage
+
+
+# Students built once per session (MiT-B3..B5 take seconds each to initialise on CPU); tests/models and
+# tests/test_pair.py share them.
+@pytest.fixture(scope="session")
+def student() -> Callable[..., Student]:
+    """``student(kind, name, num_classes=3)``: a cached ``weights=None`` student (callers zero its grads)."""
+    import torch
+
+    from cotrain.models import build_student
+
+    cache: dict[tuple[str, str, int], Student] = {}
+
+    def get(kind: str, name: str, num_classes: int = 3) -> Student:
+        key = (kind, name, num_classes)
+        if key not in cache:
+            torch.manual_seed(0)
+            cache[key] = build_student(kind, name, num_classes, weights=None)
+        return cache[key]
+
+    return get

@@ -1,11 +1,11 @@
-"""The benchmark's smoke mode end to end (no timing assertions), its cache and the trial-time estimate."""
+"""The benchmark's smoke mode end to end (no timing assertions) and the step-time cache it fills."""
 from __future__ import annotations
 
 import csv
 
 import pytest
 
-from cotrain import bench
+from cotrain import bench, estimate
 from cotrain.config import resolve
 
 
@@ -36,30 +36,12 @@ def test_smoke_writes_every_case_and_column(smoke_run):
 
 def test_smoke_caches_step_times_the_estimate_reads(smoke_run):
     _, _, cache = smoke_run
-    key = bench.cache_key("mobilenet_v2+mit_b0", 64, 2, "cpu", "fp32")
-    entry = bench.read_cache(cache)[key]
-    assert set(bench.CASES) <= set(entry["step_s"])
+    key = estimate.cache_key("mobilenet_v2+mit_b0", 64, 2, "cpu", "fp32")
+    entry = estimate.read_cache(cache)[key]
+    assert set(estimate.CASES) <= set(entry["step_s"])
     cfg = resolve("smoke", overrides={"device": "cpu"})
-    assert bench.estimate_step_seconds(cfg, cache) == entry["step_s"]["hfd_bsd"]
-    assert bench.estimate_step_seconds(cfg.replace(method="vanilla"), cache) == entry["step_s"]["vanilla_pair"]
-
-
-def test_estimate_trial_seconds_counts_steps_epochs_and_startup(tmp_path):
-    cfg = resolve("cpu", overrides={"device": "cpu", "epochs": 2, "max_val_images": 10, "max_train_steps": None})
-    steps = 300 // cfg.batch_size  # the builtin train split holds 300 images
-    seconds = bench.estimate_trial_seconds(cfg, step_s=1.0, cache=tmp_path / "none.json")
-    eval_s = 10 * (1.0 / cfg.batch_size / 3)
-    assert seconds == pytest.approx(2 * (steps + eval_s) + bench.STARTUP_S)
-    capped = bench.estimate_trial_seconds(cfg.replace(max_train_steps=5), step_s=1.0, cache=tmp_path / "none.json")
-    assert capped < seconds and capped >= 2 * 5 + bench.STARTUP_S
-
-
-def test_case_of_follows_method_and_switches():
-    cfg = resolve("cpu")
-    assert bench.case_of(cfg) == "hfd_bsd"
-    assert bench.case_of(cfg.replace(hfd=False)) == "bsd"
-    assert bench.case_of(cfg.replace(bsd_region=False, bsd_pixel=False)) == "hfd"
-    assert bench.case_of(cfg.replace(method="vanilla")) == "vanilla_pair"
+    assert estimate.estimate_step_seconds(cfg, cache) == entry["step_s"]["hfd_bsd"]
+    assert estimate.estimate_step_seconds(cfg.replace(method="vanilla"), cache) == entry["step_s"]["vanilla_pair"]
 
 
 def test_bad_pair_is_rejected():

@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``."""
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)`` (``cotrain.models.checkpoint``)."""
 from __future__ import annotations
 
 import os
@@ -9,13 +9,10 @@ from typing import Any, Callable
 
 import torch
 
-CHECKPOINT_FILE = "checkpoint.pt"
+from cotrain.models.checkpoint import CHECKPOINT_FILE, CheckpointError, load_state
 
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt or does not fit the run."""
-
-
+__all__ = ["CHECKPOINT_FILE", "CheckpointError", "atomic_copy", "atomic_torch_save", "load_pair_from_checkpoint",
+           "load_state", "remove_stale_temps"]
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
     _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
@@ -49,27 +46,10 @@ def remove_stale_temps(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    """Read a checkpoint file safely (no pickle beyond tensors and plain containers)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, bad pickle, wrong format...
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); "
-                              "delete it to restart from the previous one") from exc
-    if not isinstance(state, dict) or "pair" not in state or "config" not in state:
-        raise CheckpointError(f"checkpoint {path} is not a cotrain checkpoint (no 'pair'/'config' entries)")
-    return state
-
-
 def load_pair_from_checkpoint(path: Path, device: str = "cpu"):
     """Rebuild the StudentPair a checkpoint was saved from. Returns (pair in eval mode, config dict)."""
     from cotrain.config import TrainConfig
-    from cotrain.models.pair import build_pair
+    from cotrain.pair import build_pair
 
     state = load_state(path)
     cfg = TrainConfig.from_dict(state["config"])

@@ -25,7 +25,7 @@ from cotrain.engine.data import build_eval_data, build_train_data
 from cotrain.engine.faults import inject as inject_faults
 from cotrain.engine.metrics import ConfusionMatrix
 from cotrain.engine.optim import build_optimizers
-from cotrain.models.pair import SIDES, StudentPair, build_pair
+from cotrain.pair import SIDES, StudentPair, build_pair
 
 Report = Callable[[dict, Optional[str]], None]
 

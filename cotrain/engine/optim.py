@@ -5,7 +5,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from cotrain.config import TrainConfig
-from cotrain.models.pair import StudentPair
+from cotrain.pair import StudentPair
 
 
 def poly_schedule(optimizer: torch.optim.Optimizer, total_steps: int, power: float) -> LambdaLR:

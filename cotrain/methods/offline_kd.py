@@ -16,6 +16,7 @@ from torch import nn
 from cotrain.losses.kd import kd_kl_loss
 from cotrain.methods.base import LogitKDOptions, Method, PairContext, register_method
 from cotrain.models import Student
+from cotrain.models.checkpoint import load_student
 from cotrain.options import option
 
 
@@ -73,13 +74,10 @@ def student_classes(student: Student) -> int:
 
 def load_teacher(path: str, side: str, num_classes: int) -> Student:
     """The frozen ``side`` student of a Vanilla checkpoint, in eval mode, checked to predict K classes."""
-    # Imported here: the engine imports the pair, which imports the method registry (cycle).
-    from cotrain.engine.checkpoint import load_pair_from_checkpoint
-
-    pair, _ = load_pair_from_checkpoint(path)
-    if pair.num_classes != num_classes:
-        raise ValueError(f"offline_kd teacher {path} predicts {pair.num_classes} classes; "
+    teacher, teacher_classes = load_student(path, side)
+    if teacher_classes != num_classes:
+        raise ValueError(f"offline_kd teacher {path} predicts {teacher_classes} classes; "
                          f"the students predict {num_classes}")
-    teacher = getattr(pair, side).eval()
+    teacher.eval()
     teacher.requires_grad_(False)
     return teacher

@@ -103,7 +103,7 @@ def test_qualitative_end_to_end_with_real_checkpoints(methods_results: Path, tmp
     checkpoint = pytest.importorskip("cotrain.engine.checkpoint", reason="needs the lead's checkpoint loader")
     from cotrain.config import TrainConfig
     from cotrain.data import get_spec
-    from cotrain.models.pair import build_pair
+    from cotrain.pair import build_pair
 
     num_classes = get_spec("builtin").num_classes
     trials = load_results(methods_results).trials

@@ -16,7 +16,7 @@ from cotrain.config import resolve
 from cotrain.engine import loop
 from cotrain.engine.optim import build_optimizers
 from cotrain.losses import kl_map, pixel_ce_map
-from cotrain.models.pair import build_pair
+from cotrain.pair import build_pair
 
 CUDA = torch.cuda.is_available()
 K = 5
@@ -93,7 +93,7 @@ COMPILED_STEP = textwrap.dedent("""
     from cotrain.config import resolve
     from cotrain.engine import loop
     from cotrain.engine.optim import build_optimizers
-    from cotrain.models.pair import build_pair
+    from cotrain.pair import build_pair
     cfg = resolve("smoke", overrides={"device": "cpu", "compile": True})
     pair = loop.prepare_pair(build_pair(cfg.cnn, cfg.vit, 5, None, cfg.method, **cfg.loss_options()),
                              cfg, torch.device("cpu"))

@@ -12,7 +12,7 @@ from cotrain.losses import log_probs
 from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble, naive_ensemble
 from cotrain.methods import METHODS, PairContext, get_method, options_for
 from cotrain.models import StudentOutput
-from cotrain.models.pair import build_pair
+from cotrain.pair import build_pair
 
 K = 3
 SIZE = 64

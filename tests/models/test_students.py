@@ -136,7 +136,7 @@ def test_deeplabv3plus_uses_the_output_stride_16_aspp_rates_by_default():
 
 def test_aspp_rates_come_from_the_config():
     from cotrain.config import resolve
-    from cotrain.models.pair import build_pair
+    from cotrain.pair import build_pair
 
     cfg = resolve("smoke", overrides={"aspp_rates": "12,24,36"})
     pair = build_pair(cfg.cnn, cfg.vit, 3, None, "vanilla", **cfg.pair_options())

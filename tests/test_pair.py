@@ -9,7 +9,7 @@ import torch
 from cotrain.losses import bsd_pixel_loss, bsd_region_loss
 from cotrain.methods import get_method, options_for
 from cotrain.models import encoder_names
-from cotrain.models.pair import StudentPair, build_pair
+from cotrain.pair import StudentPair, build_pair
 
 K, SIZE = 3, 64
 TERM_KEYS = {"cnn", "vit", "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit", "bsd_p_cnn",

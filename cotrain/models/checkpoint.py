@@ -1,0 +1,47 @@
+"""Reading a saved run: the checkpoint file, safely, and one student out of it (writing is the engine's).
+
+Here, below the methods, so that offline KD's teachers load without the methods reaching up into the engine.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cotrain.models.students import ASPP_RATES_OS16, Student, build_student
+from cotrain.options import parse_rates
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or does not fit the run."""
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read a checkpoint file safely (no pickle beyond tensors and plain containers)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, wrong format...
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); "
+                              "delete it to restart from the previous one") from exc
+    if not isinstance(state, dict) or "pair" not in state or "config" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a cotrain checkpoint (no 'pair'/'config' entries)")
+    return state
+
+
+def load_student(path: Path, side: str) -> tuple[Student, int]:
+    """The ``side`` (``cnn`` or ``vit``) student a checkpoint holds, with its saved weights, and its K."""
+    state = load_state(path)
+    config, num_classes = state["config"], state["num_classes"]
+    rates = parse_rates(config.get("aspp_rates") or "") or ASPP_RATES_OS16
+    student = build_student(side, config[side], num_classes, None, rates)
+    prefix = f"{side}."
+    student.load_state_dict({k[len(prefix):]: v for k, v in state["pair"].items() if k.startswith(prefix)})
+    return student, num_classes
