@@ -63,20 +63,16 @@ def colourise(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def predict(pair, image, transform) -> tuple[np.ndarray, np.ndarray]:
-    """Argmax predictions (H, W) of both students for one uint8 image (3, H, W).
-
-    The normalised image is zero-padded (zero is the mean after normalisation) to a
-    multiple of 32, which both students need, and the prediction cropped back.
-    """
+    """Argmax predictions (H, W) of both students for one uint8 image (3, H, W), padded to a multiple
+    of 32 and cropped back as the evaluation does (``cotrain.engine.inference.padded_forward``)."""
     import torch
-    import torch.nn.functional as F
 
-    tensor = transform(image, torch.zeros(image.shape[1:], dtype=torch.int64))[0].float()
-    height, width = tensor.shape[1:]
-    padded = F.pad(tensor, (0, -width % 32, 0, -height % 32))[None]
-    with torch.no_grad():
-        logits = pair.predict(padded)
-    return tuple(lg[0, :, :height, :width].argmax(0).cpu().numpy() for lg in logits)
+    from cotrain.engine.inference import padded_forward
+
+    tensor = transform(image, torch.zeros(image.shape[1:], dtype=torch.int64))[0].float()[None]
+    with torch.no_grad():  # both students in one padded forward: their logits side by side on the channels
+        both = padded_forward(lambda x: torch.cat(pair.predict(x), dim=1), tensor, 32)[0]
+    return tuple(lg.argmax(0).cpu().numpy() for lg in both.chunk(2, dim=0))
 
 
 def load_pair(checkpoint: Path):

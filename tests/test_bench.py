@@ -18,6 +18,7 @@ def smoke_run(tmp_path_factory):
     return code, out, cache
 
 
+@pytest.mark.slow  # a fresh process per case: about a minute
 def test_smoke_writes_every_case_and_column(smoke_run):
     code, out, _ = smoke_run
     assert code == 0
@@ -34,6 +35,7 @@ def test_smoke_writes_every_case_and_column(smoke_run):
         assert float(by_case[case]["images_per_s"]) > 0
 
 
+@pytest.mark.slow
 def test_smoke_caches_step_times_the_estimate_reads(smoke_run):
     _, _, cache = smoke_run
     key = estimate.cache_key("mobilenet_v2+mit_b0", 64, 2, "cpu", "fp32")

@@ -1,14 +1,18 @@
 """Bad input to the real CLIs: one clear line on stderr, exit code 2, nothing half-written, no Ray started.
 
-Each case runs the command as a subprocess (what a user types), with ``RAY_ADDRESS`` pointing
-at a closed port so that a case which wrongly reached Ray would fail fast instead of starting one.
+Each case runs the command's ``__main__`` in this process (as ``python -m`` / ``python script.py``
+would: argv, working directory, exit code, stderr), which keeps the 49 cases to seconds; a case
+that needs its own environment (``extra_env``), and one case per entry point, run as a real
+subprocess. ``RAY_ADDRESS`` points at a closed port, so a case that wrongly reached Ray fails fast.
 """
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -35,6 +39,7 @@ class Case:
     out_flag: Optional[str] = "--out"  # where the command would write (must gain no experiment folder)
     extra_env: dict = field(default_factory=dict)
     max_seconds: float = 60
+    subprocess: bool = False  # run as a real subprocess even without extra_env
 
 
 def _checkpoint(tmp: Path) -> None:
@@ -129,7 +134,7 @@ def _half_written(tmp: Path) -> None:
 
 
 CASES = [
-    Case("negative-alpha", [*TRAIN, "--alpha", "-1"], "alpha=-1.0 is invalid"),
+    Case("negative-alpha", [*TRAIN, "--alpha", "-1"], "alpha=-1.0 is invalid", subprocess=True),
     Case("negative-beta", [*TRAIN, "--beta", "-0.5"], "beta=-0.5 is invalid"),
     Case("negative-gamma", [*ALPHA, "--set", "gamma=-1"], "gamma=-1", out_flag="--storage"),
     Case("temperature-0", [*TRAIN, "--temperature", "0"], "temperature=0.0 is invalid"),
@@ -165,11 +170,12 @@ CASES = [
     Case("unknown-yaml-key", [*TRAIN, "--config", "{tmp}/unknown.yaml"], "alphaa", _yaml),
     Case("invalid-yaml", [*TRAIN, "--config", "{tmp}/invalid.yaml"], "not valid YAML", _yaml),
     Case("missing-yaml", [*TRAIN, "--config", "{tmp}/nowhere.yaml"], "does not exist"),
-    Case("seeds-0", [*ALPHA, "--seeds", "0"], "--seeds 0 is invalid", out_flag="--storage"),
+    Case("seeds-0", [*ALPHA, "--seeds", "0"], "--seeds 0 is invalid", out_flag="--storage", subprocess=True),
     Case("pair-badformat", [*ALPHA, "--pair", "badformat"], "--pair 'badformat' is invalid", out_flag="--storage"),
     Case("unknown-flag", [*TRAIN, "--alpah", "1"], "unrecognized arguments"),
     Case("alpha-not-a-number", [*TRAIN, "--alpha", "lots"], "invalid"),
-    Case("tables-missing-results", [*TABLES, "--results", "/nonexistent"], "no such directory", out_flag=None),
+    Case("tables-missing-results", [*TABLES, "--results", "/nonexistent"], "no such directory", out_flag=None,
+         subprocess=True),
     Case("tables-format-xml", [*TABLES, "--results", "{tmp}", "--format", "xml"], "invalid choice", out_flag=None),
     Case("tables-empty-results", [*TABLES, "--results", "{tmp}"], "holds no trial folders", out_flag=None),
     # issue 15: found by trying the CLIs as a hostile user would
@@ -192,7 +198,7 @@ CASES = [
     Case("tables-out-is-a-file", [*TABLES, "--paper", "--out", "{tmp}/a-file"], "is a file", _under_file,
          out_flag=None),
     Case("data-check-unknown-split", ["-m", "cotrain.data", "check", "--dataset", "builtin", "--split", "foo"],
-         "--split 'foo' is invalid", out_flag=None),
+         "--split 'foo' is invalid", out_flag=None, subprocess=True),
     Case("name-with-parent", [*TRAIN, "--name", "../x"], "name='../x' is invalid: must be a plain folder name"),
     Case("name-absolute", [*ALPHA, "--name", "/tmp/x"], "name='/tmp/x' is invalid", out_flag="--storage"),
     Case("imagenet-weights-offline-uncached", [*TRAIN, "--weights", "imagenet"], "python -m cotrain.weights fetch",
@@ -224,14 +230,38 @@ def _stderr_lines(text: str) -> list[str]:
     return lines
 
 
+def _in_process(argv: list[str], monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """Run ``python ARGV``'s ``__main__`` here: same argv, working directory and exit code, stderr captured."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    module = argv[1] if argv[0] == "-m" else None
+    monkeypatch.setattr(sys, "argv", [module, *argv[2:]] if module else list(argv))
+    capsys.readouterr()
+    code = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as PYTHONWARNINGS=ignore does for the subprocess cases
+            if module:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(str(REPO / argv[0]), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gives_one_line_and_exit_2(case: Case, tmp_path: Path):
+def test_bad_input_gives_one_line_and_exit_2(case: Case, tmp_path: Path, monkeypatch, capsys):
     if case.setup:
         case.setup(tmp_path)
     before = {p.name for p in (tmp_path / "out").iterdir()} if (tmp_path / "out").is_dir() else set()
     start = time.monotonic()
-    done = subprocess.run([sys.executable, *_argv(case, tmp_path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env=env(**{"RAY_ADDRESS": "127.0.0.1:1", **case.extra_env}))
+    if case.subprocess or case.extra_env:
+        done = subprocess.run([sys.executable, *_argv(case, tmp_path)], cwd=REPO, capture_output=True, text=True,
+                              timeout=120, env=env(**{"RAY_ADDRESS": "127.0.0.1:1", **case.extra_env}))
+    else:
+        done = _in_process(_argv(case, tmp_path), monkeypatch, capsys)
     seconds = time.monotonic() - start
     lines = _stderr_lines(done.stderr)
     assert done.returncode == 2, f"exit {done.returncode}\nstdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-3000:]}"

@@ -1,10 +1,14 @@
 """The sweep platform through real Ray Tune + TorchTrainer (smoke preset), and its grids."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import runpy
 import shutil
-import subprocess
-import time
+import sys
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ from tests.conftest import run_script
 
 TABLE_SCRIPTS = {"components": 4, "bsd_components": 4, "pairs": 4, "alpha_sensitivity": 6,
                  "beta_sensitivity": 5, "gamma_sensitivity": 6, "methods": 12}
-# The table scripts not run for real elsewhere (alpha: the session fixture; methods: its own test).
+# The table scripts not run through Ray elsewhere (alpha: the session fixture; methods: its own test).
 OTHER_TABLES = {"components": "4", "bsd_components": "5", "pairs": "6", "beta_sensitivity": "8",
                 "gamma_sensitivity": "9"}
 
@@ -30,7 +34,7 @@ def last_report(trial_dir: Path) -> dict:
     return json.loads((trial_dir / "result.json").read_text().splitlines()[-1])
 
 
-# The scripts in OTHER_TABLES also run for real below; their dry runs would only repeat that.
+# The scripts in OTHER_TABLES also sweep (without Ray) below; their dry runs would only repeat that.
 @pytest.mark.parametrize("script,trials", sorted((s, n) for s, n in TABLE_SCRIPTS.items() if s not in OTHER_TABLES))
 def test_table_script_dry_run_lists_its_grid_and_writes_nothing(repo: Path, tmp_path: Path, script: str,
                                                                 trials: int) -> None:
@@ -49,23 +53,75 @@ def table_rows(markdown: str, heading: str) -> list[str]:
     return rows[2:]  # header and separator
 
 
-@pytest.mark.slow
+@dataclass
+class FakeResult:
+    """What ``summarise`` and ``teacher_checkpoints`` read of a Tune result."""
+
+    config: dict
+    metrics: dict
+    error: None = None
+
+
+def expand_grid(space: dict) -> list[dict]:
+    """Tune's grid expansion: one config per combination of the ``grid_search`` values."""
+    grids = {k: v["grid_search"] for k, v in space.items() if isinstance(v, dict) and "grid_search" in v}
+    return [{**space, **dict(zip(grids, values))} for values in itertools.product(*grids.values())]
+
+
+def fake_run_experiment(space: dict, *, name: str, storage: str, **_: object) -> list[FakeResult]:
+    """Stands in for Ray: writes each grid trial's ``params.json`` and one report per epoch as Tune would,
+    with an mIoU made from the trial's cell (so every table cell gets a distinct, finite number)."""
+    results = []
+    for index, config in enumerate(expand_grid(space)):
+        flat = {**config, **config.get("cell", {})}
+        trial = Path(storage, name, f"run_trial_fake0_{index:05d}_{index}_seed={flat['seed']}")
+        trial.mkdir(parents=True)
+        (trial / "params.json").write_text(json.dumps(config))
+        score = 20 + zlib.crc32(json.dumps(config.get("cell"), sort_keys=True).encode()) % 1000 / 100 + flat["seed"]
+        reports = [{"epoch": e, "miou_cnn": score + e, "miou_vit": score + 2 * e, "trial_id": f"fake0_{index:05d}",
+                    "config": config} for e in range(1, flat["epochs"] + 1)]
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reports))
+        results.append(FakeResult(config, reports[-1]))
+    return results
+
+
+@pytest.fixture
+def without_ray(monkeypatch):
+    """The sweep logic in this process: Ray's session and experiment replaced by ``fake_run_experiment``."""
+    from cotrain import launch
+    monkeypatch.setattr(launch, "ray_session", lambda **_: contextlib.nullcontext())
+    monkeypatch.setattr(launch, "run_experiment", fake_run_experiment)
+
+
+def run_main(path: Path, argv: list[str], monkeypatch) -> int:
+    """``python path argv...`` in this process; its exit code."""
+    monkeypatch.setattr(sys, "argv", [str(path), *argv])
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return 0
+
+
+# Every table script's grid, table id and rendering, without Ray (the grid path through Ray: the alpha
+# fixture; staged methods, Optuna, resume, faults and the cluster: their own real runs).
 @pytest.mark.parametrize("script", sorted(OTHER_TABLES))
-def test_table_script_runs_its_smoke_sweep_and_renders_its_table(repo: Path, tmp_path: Path, script: str) -> None:
+def test_table_script_sweeps_its_grid_and_renders_its_table(repo: Path, tmp_path: Path, script: str, without_ray,
+                                                            monkeypatch, capsys) -> None:
+    from analysis.make_tables import main as make_tables
+
     table, trials = OTHER_TABLES[script], TABLE_SCRIPTS[script]
-    done = run_script([str(repo / "sweeps" / f"{script}.py"), "--preset", "smoke", "--storage", str(tmp_path),
-                       "--name", "t", "--quiet"], cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    code = run_main(repo / "sweeps" / f"{script}.py", ["--preset", "smoke", "--storage", str(tmp_path),
+                                                      "--name", "t", "--quiet"], monkeypatch)
+    assert code == 0, capsys.readouterr()
     configs = trial_configs(tmp_path / "t")
     assert len(configs) == trials and {c["table"] for c in configs} == {table}
-    for trial in (p.parent for p in (tmp_path / "t").glob("*/params.json")):
-        assert last_report(trial)["epoch"] == 2  # every trial ran to the end
-    tables = run_script([str(repo / "analysis" / "make_tables.py"), "--results", str(tmp_path), "--no-plots"],
-                        cwd=tmp_path)
-    assert tables.returncode == 0, tables.stderr
-    assert f"({trials} trials: {trials} finished, 0 failed, 0 unfinished)" in tables.stdout + tables.stderr
-    rows = table_rows(tables.stdout, f"### Table {table}:")
-    assert rows and not any("—" in row for row in rows), tables.stdout  # every cell has a number
+    capsys.readouterr()
+    assert make_tables(["--results", str(tmp_path), "--no-plots"]) == 0
+    shown = capsys.readouterr()
+    assert f"({trials} trials: {trials} finished, 0 failed, 0 unfinished)" in shown.out + shown.err
+    rows = table_rows(shown.out, f"### Table {table}:")
+    assert rows and not any("—" in row for row in rows), shown.out  # every cell has a number
     assert (tmp_path / "tables" / f"table{table}.md").is_file()
 
 
@@ -127,27 +183,6 @@ def test_optuna_search_runs_three_trials_after_a_vanilla_reference(repo: Path, t
     assert len(list((tmp_path / "s").glob("*/result.json"))) == 3
     assert len(list((tmp_path / "s-vanilla").glob("*/result.json"))) == 1
     assert "best (miou_sum)" in done.stdout and "Δ" in done.stdout
-
-
-@pytest.mark.slow
-def test_cluster_flag_runs_on_a_started_head_node(repo: Path, tmp_path: Path) -> None:
-    ray = shutil.which("ray")
-    assert ray, "the ray CLI comes with ray[default]"
-    start = subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", "0",
-                            "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                           capture_output=True, text=True, timeout=120)
-    assert start.returncode == 0, start.stderr
-    try:
-        script = tmp_path / "one_cell.py"
-        script.write_text("import sys\nfrom cotrain.sweep import VANILLA, SweepSpec, run_sweep\n"
-                          "sys.exit(run_sweep(SweepSpec(script='one', table='7', cells=[VANILLA])))\n")
-        done = run_script([str(script), "--cluster", "--preset", "smoke", "--storage", str(tmp_path / "r"),
-                           "--name", "c", "--quiet"], cwd=repo, timeout=300, env={"RAY_ADDRESS": "auto"})
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert len(list((tmp_path / "r" / "c").glob("*/result.json"))) == 1
-    finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
-        time.sleep(1)
 
 
 def tiny_camvid(root: Path, train: int = 8, val: int = 2) -> Path:
