@@ -43,7 +43,8 @@ class DatasetSpec:
         eval_protocol: Keyword arguments of
             :class:`cotrain.engine.inference.EvalProtocol` (kept as plain data so the
             data package does not import the engine).
-        crop_size: Default square training crop side.
+        crop_size: Crop side `python -m cotrain.data bench` uses by default (training takes the config's
+            ``crop_size``, set per dataset by the presets: `docs/recipes.md`).
         splits: Splits the reader accepts.
         ensure_root: Called with the user's root (possibly ``None``) to produce a
             usable root, for datasets that can be generated; ``None`` means a root

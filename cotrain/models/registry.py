@@ -1,13 +1,15 @@
-"""Encoder registry: which smp encoders each student accepts and how to run their stride-8 stage.
+"""Encoder registry: which smp encoders each student accepts, the segmentation model built around
+each, and how to run their stride-8 stage.
 
 HFD needs to *call* one student's stride-8 stage on the other student's transformed
 stride-4 features, so each encoder family registers a function that returns that stage
-as a module taking an NCHW tensor of stride-4 shape.
+as a module taking an NCHW tensor of stride-4 shape. The model around an encoder is the kind's
+default (CNN: DeepLabV3+ at output stride 16; ViT: SegFormer) unless the registration names a builder.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -21,11 +23,30 @@ class EncoderSpec:
         name: smp encoder name (``mobilenet_v2``, ``mit_b1``...).
         kind: ``"cnn"`` (DeepLabV3+) or ``"vit"`` (SegFormer).
         stride8_stage: encoder -> module mapping (N, C4, H/4, W/4) to (N, C8, H/8, W/8).
+        build: (encoder name, K, ASPP rates) -> an smp-style model (``encoder``, ``decoder``,
+            ``segmentation_head``) with random weights.
     """
 
     name: str
     kind: str
     stride8_stage: Callable[[nn.Module], nn.Module]
+    build: Callable[[str, int, tuple[int, ...]], nn.Module]
+
+
+def deeplabv3plus(encoder_name: str, num_classes: int, aspp_rates: tuple[int, ...]) -> nn.Module:
+    """DeepLabV3+ at output stride 16 (the CNN student)."""
+    import segmentation_models_pytorch as smp  # here, not at the top: Ray's driver-side processes skip it
+    return smp.DeepLabV3Plus(encoder_name=encoder_name, encoder_weights=None, encoder_output_stride=16,
+                             decoder_atrous_rates=tuple(aspp_rates), classes=num_classes)
+
+
+def segformer(encoder_name: str, num_classes: int, aspp_rates: tuple[int, ...]) -> nn.Module:
+    """SegFormer's all-MLP decoder (the ViT student); ``aspp_rates`` do not apply."""
+    import segmentation_models_pytorch as smp
+    return smp.Segformer(encoder_name=encoder_name, encoder_weights=None, classes=num_classes)
+
+
+DEFAULT_BUILDERS = {"cnn": deeplabv3plus, "vit": segformer}
 
 
 class MiTStage(nn.Module):
@@ -45,9 +66,13 @@ class MiTStage(nn.Module):
 ENCODERS: dict[str, EncoderSpec] = {}
 
 
-def register_encoder(name: str, kind: str, stride8_stage: Callable[[nn.Module], nn.Module]) -> None:
-    """Register an smp encoder so that configs, sweeps and tests pick it up by name."""
-    ENCODERS[name] = EncoderSpec(name, kind, stride8_stage)
+def register_encoder(name: str, kind: str, stride8_stage: Callable[[nn.Module], nn.Module],
+                     build: Optional[Callable[[str, int, tuple[int, ...]], nn.Module]] = None) -> None:
+    """Register an smp encoder (and, optionally, the model built around it) so that configs, sweeps and
+    tests pick it up by name."""
+    if kind not in DEFAULT_BUILDERS:
+        raise ValueError(f"unknown student kind {kind!r}; allowed: {', '.join(DEFAULT_BUILDERS)}")
+    ENCODERS[name] = EncoderSpec(name, kind, stride8_stage, build or DEFAULT_BUILDERS[kind])
 
 
 def encoder_names(kind: str) -> list[str]:

@@ -83,7 +83,8 @@ ASPP_RATES_OS16 = (6, 12, 18)
 
 def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weights = None,
                   aspp_rates: tuple[int, ...] = ASPP_RATES_OS16) -> Student:
-    """Build a CNN (DeepLabV3+, output stride 16) or ViT (SegFormer) student.
+    """Build a CNN (DeepLabV3+, output stride 16) or ViT (SegFormer) student: the model its encoder's
+    registration names (``cotrain.models.registry``).
 
     Args:
         kind: ``"cnn"`` or ``"vit"``.
@@ -93,15 +94,7 @@ def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weigh
             (random init) or a path to a local state-dict file (encoder or whole model).
         aspp_rates: the CNN's three ASPP dilation rates (ignored for the ViT).
     """
-    import segmentation_models_pytorch as smp  # here, not at the top: Ray's driver-side processes skip it
-
-    get_encoder_spec(encoder_name, kind)
-    if kind == "cnn":
-        model = smp.DeepLabV3Plus(encoder_name=encoder_name, encoder_weights=None,
-                                  encoder_output_stride=16, decoder_atrous_rates=tuple(aspp_rates),
-                                  classes=num_classes)
-    else:
-        model = smp.Segformer(encoder_name=encoder_name, encoder_weights=None, classes=num_classes)
+    model = get_encoder_spec(encoder_name, kind).build(encoder_name, num_classes, tuple(aspp_rates))
     if weights == "imagenet":  # smp's own weights, read through the shared cache (cotrain.weights)
         from cotrain.weights import load_imagenet_encoder
         load_imagenet_encoder(model.encoder, encoder_name)
