@@ -4,7 +4,7 @@
 """
 import sys
 
-from cotrain.sweep import run_search
+from cotrain.search import run_search
 
 if __name__ == "__main__":
     sys.exit(run_search(description=__doc__))
