@@ -1,8 +1,9 @@
 """The run configuration: one flat, frozen, validated dataclass, plus presets.
 
 Flat on purpose: the same keys are Ray Tune's search space, the YAML file, the CLI flags
-and the ``params.json`` the table script reads. Resolution order:
-field defaults < preset < config file < command-line flags.
+and the ``params.json`` the table script reads. Generated: the run's own keys (``_RunKeys``)
+plus every registered method's options (declared once, beside the method). Resolution order:
+field defaults < preset < the preset's per-dataset values < config file < command-line flags.
 """
 from __future__ import annotations
 
