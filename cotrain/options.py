@@ -1,4 +1,4 @@
-"""Declaring a configurable option once: its default, help, check and parser (imports no torch).
+"""Declaring a configurable option once: its default, help and check (imports no torch).
 
 A config key is a dataclass field made by :func:`option`. The run config (``cotrain/config.py``)
 and each method's own options (``Method.Options``, next to the method) are built from such fields;
@@ -18,11 +18,10 @@ class ConfigError(ValueError):
     """A configuration value is not allowed; the message is one line naming it."""
 
 
-def option(default: Any, help: str, check: Optional[Check] = None, parse: Optional[Callable[[str], Any]] = None,
-           **kw: Any) -> Any:
-    """A config field. ``check(value)`` returns None or what is wrong; ``parse(text)`` turns the stored
-    text (``"4x4"``) into what the code uses (``(4, 4)``); ``cli=False`` keeps it off the command line."""
-    return field(default=default, metadata={"help": help, "check": check, "parse": parse, **kw})
+def option(default: Any, help: str, check: Optional[Check] = None, **kw: Any) -> Any:
+    """A config field. ``check(value)`` returns None or what is wrong; ``cli=False`` keeps it off the
+    command line."""
+    return field(default=default, metadata={"help": help, "check": check, **kw})
 
 
 def nonneg(v: float) -> Optional[str]:
@@ -108,9 +107,3 @@ def check_fields(instance: Any) -> None:
     """Validate every field of a dataclass instance (call from ``__post_init__``)."""
     for f in dataclasses.fields(instance):
         check_field(f, getattr(instance, f.name))
-
-
-def parsed(f: dataclasses.Field, value: Any) -> Any:
-    """The value as the code uses it: the field's ``parse`` applied to stored text."""
-    parse = f.metadata.get("parse")
-    return parse(value) if parse is not None and isinstance(value, str) else value

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -46,6 +48,23 @@ def run_script(args: list[str], cwd: Path, timeout: float = 600,
     """Run a repository script with this interpreter; output captured as text."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def run_main(argv: list[str], monkeypatch) -> int:
+    """``python ARGV`` (a script path or ``-m module``) run in this process; its exit code. Warnings are
+    ignored, as ``PYTHONWARNINGS=ignore`` does for a subprocess."""
+    module = argv[1] if argv[0] == "-m" else None
+    monkeypatch.setattr(sys, "argv", [module, *argv[2:]] if module else [str(argv[0]), *argv[1:]])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if module:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(str(REPO / argv[0]), run_name="__main__")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return 0
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,12 @@ from typing import Any, Callable
 
 import torch
 
-from cotrain.models.checkpoint import CHECKPOINT_FILE, CheckpointError, load_state
+from cotrain.models.checkpoint import CHECKPOINT_FILE, CheckpointError, load_state, student_from_state
 
 __all__ = ["CHECKPOINT_FILE", "CheckpointError", "atomic_copy", "atomic_torch_save", "load_pair_from_checkpoint",
            "load_state", "remove_stale_temps"]
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
     _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
@@ -49,13 +51,12 @@ def remove_stale_temps(folder: Path) -> None:
 def load_pair_from_checkpoint(path: Path, device: str = "cpu"):
     """Rebuild the StudentPair a checkpoint was saved from. Returns (pair in eval mode, config dict)."""
     from cotrain.config import TrainConfig
-    from cotrain.pair import build_pair
+    from cotrain.methods import NoOptions, get_method
+    from cotrain.pair import StudentPair
 
     state = load_state(path)
-    cfg = TrainConfig.from_dict(state["config"])
+    TrainConfig.from_dict(state["config"])  # a saved config that no longer validates is refused
     # Predicting needs only the students; the method's own parts (Γs, offline teachers) are skipped.
-    pair = build_pair(cfg.cnn, cfg.vit, state["num_classes"], None, "vanilla",
-                      aspp_rates=cfg.pair_options()["aspp_rates"])
-    students = {k: v for k, v in state["pair"].items() if k.startswith(("cnn.", "vit."))}
-    pair.load_state_dict(students)
+    cnn, vit = student_from_state(state, "cnn"), student_from_state(state, "vit")
+    pair = StudentPair(cnn, vit, get_method("vanilla")(cnn, vit, NoOptions()), state["num_classes"])
     return pair.to(device).eval(), state["config"]

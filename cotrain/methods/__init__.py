@@ -6,14 +6,14 @@ YAML keys, sweeps, tables and the registry-parametrised tests pick the method an
 """
 from cotrain.methods import dml, ifvd, kdcl, offline_kd, ours, vanilla  # noqa: F401  (registration)
 from cotrain.methods.base import (
-                                  METHODS,
-                                  Method,
-                                  NoOptions,
-                                  PairContext,
-                                  get_method,
-                                  option_fields,
-                                  options_for,
-                                  register_method,
+    METHODS,
+    Method,
+    NoOptions,
+    PairContext,
+    get_method,
+    option_fields,
+    options_for,
+    register_method,
 )
 
 __all__ = ["METHODS", "Method", "NoOptions", "PairContext", "get_method", "option_fields", "options_for",

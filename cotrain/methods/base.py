@@ -104,17 +104,14 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     term_names: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
+    # The region grid of the reported ``cnn_teaches_regions`` share (None: the ViT's stage-4 grid).
+    region_grid: Optional[tuple[int, int]] = None
 
     def __init__(self, cnn: Student, vit: Student, options: Any) -> None:
         super().__init__()
         self.options = options
         self.cnn_side = nn.ModuleDict()
         self.vit_side = nn.ModuleDict()
-
-    @property
-    def region_grid(self) -> Optional[tuple[int, int]]:
-        """The region grid of the reported ``cnn_teaches_regions`` share (None: the ViT's stage-4 grid)."""
-        return None
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Return (KD part of L^C, KD part of L^V, named terms) for one step."""

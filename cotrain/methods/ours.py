@@ -29,7 +29,7 @@ class OursOptions(TemperatureOption):
     bsd_pixel: bool = option(True, "pixel-wise BSD")
     region_dim: int = option(256, "common channel count D̂ of region features", at_least(1))
     region_grid: Optional[str] = option(None, "region grid HxW of region-wise BSD, e.g. 4x4 (default: MiT stage-4 "
-                                        "grid)", parses(parse_grid, "HxW with H, W >= 1, e.g. 4x4"), parse=parse_grid)
+                                        "grid)", parses(parse_grid, "HxW with H, W >= 1, e.g. 4x4"))
     bsd_norm: str = option("batch", "BSD masked means over the batch's or each image's selected positions",
                            one_of(BSD_NORMS))
 
@@ -44,6 +44,7 @@ class Ours(Method):
 
     def __init__(self, cnn: Student, vit: Student, options: OursOptions) -> None:
         super().__init__(cnn, vit, options)
+        self.region_grid = parse_grid(options.region_grid) if options.region_grid else None
         cnn_low, _, cnn_last = cnn.channels
         vit_low, _, vit_last = vit.channels
         # Γs exist only for the switches that use them, so every parameter gets a gradient (DDP).
@@ -53,10 +54,6 @@ class Ours(Method):
         if options.bsd_region:
             self.cnn_side["gamma_last"] = Gamma(cnn_last, options.region_dim)  # Γ_l^C -> D̂
             self.vit_side["gamma_last"] = Gamma(vit_last, options.region_dim)  # Γ_l^V -> D̂
-
-    @property
-    def region_grid(self) -> Optional[tuple[int, int]]:
-        return parse_grid(self.options.region_grid) if self.options.region_grid else None
 
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         o, zero = self.options, ctx.zero()

@@ -39,9 +39,14 @@ def load_state(path: Path) -> dict[str, Any]:
 def load_student(path: Path, side: str) -> tuple[Student, int]:
     """The ``side`` (``cnn`` or ``vit``) student a checkpoint holds, with its saved weights, and its K."""
     state = load_state(path)
+    return student_from_state(state, side), state["num_classes"]
+
+
+def student_from_state(state: dict[str, Any], side: str) -> Student:
+    """The ``side`` student of a checkpoint read by ``load_state``, with its saved weights."""
     config, num_classes = state["config"], state["num_classes"]
     rates = parse_rates(config.get("aspp_rates") or "") or ASPP_RATES_OS16
     student = build_student(side, config[side], num_classes, None, rates)
     prefix = f"{side}."
     student.load_state_dict({k[len(prefix):]: v for k, v in state["pair"].items() if k.startswith(prefix)})
-    return student, num_classes
+    return student

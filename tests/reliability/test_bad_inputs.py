@@ -8,11 +8,9 @@ subprocess. ``RAY_ADDRESS`` points at a closed port, so a case that wrongly reac
 from __future__ import annotations
 
 import json
-import runpy
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,6 +20,8 @@ import pytest
 import torch
 from PIL import Image
 from reliability_helpers import REPO, env
+
+from tests.conftest import run_main
 
 TRAIN = ["-m", "cotrain.train", "--preset", "smoke"]
 ALPHA = ["sweeps/alpha_sensitivity.py", "--preset", "smoke"]
@@ -234,19 +234,8 @@ def _in_process(argv: list[str], monkeypatch, capsys) -> subprocess.CompletedPro
     """Run ``python ARGV``'s ``__main__`` here: same argv, working directory and exit code, stderr captured."""
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
-    module = argv[1] if argv[0] == "-m" else None
-    monkeypatch.setattr(sys, "argv", [module, *argv[2:]] if module else list(argv))
     capsys.readouterr()
-    code = 0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # as PYTHONWARNINGS=ignore does for the subprocess cases
-            if module:
-                runpy.run_module(module, run_name="__main__", alter_sys=True)
-            else:
-                runpy.run_path(str(REPO / argv[0]), run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    code = run_main(argv, monkeypatch)
     out = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, out.out, out.err)
 

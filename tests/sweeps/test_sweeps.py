@@ -4,16 +4,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import runpy
 import shutil
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import run_main, run_script
 
 TABLE_SCRIPTS = {"components": 4, "bsd_components": 4, "pairs": 4, "alpha_sensitivity": 6,
                  "beta_sensitivity": 5, "gamma_sensitivity": 6, "methods": 12}
@@ -93,16 +91,6 @@ def without_ray(monkeypatch):
     monkeypatch.setattr(launch, "run_experiment", fake_run_experiment)
 
 
-def run_main(path: Path, argv: list[str], monkeypatch) -> int:
-    """``python path argv...`` in this process; its exit code."""
-    monkeypatch.setattr(sys, "argv", [str(path), *argv])
-    try:
-        runpy.run_path(str(path), run_name="__main__")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    return 0
-
-
 # Every table script's grid, table id and rendering, without Ray (the grid path through Ray: the alpha
 # fixture; staged methods, Optuna, resume, faults and the cluster: their own real runs).
 @pytest.mark.parametrize("script", sorted(OTHER_TABLES))
@@ -111,8 +99,8 @@ def test_table_script_sweeps_its_grid_and_renders_its_table(repo: Path, tmp_path
     from analysis.make_tables import main as make_tables
 
     table, trials = OTHER_TABLES[script], TABLE_SCRIPTS[script]
-    code = run_main(repo / "sweeps" / f"{script}.py", ["--preset", "smoke", "--storage", str(tmp_path),
-                                                      "--name", "t", "--quiet"], monkeypatch)
+    code = run_main([f"sweeps/{script}.py", "--preset", "smoke", "--storage", str(tmp_path), "--name", "t",
+                     "--quiet"], monkeypatch)
     assert code == 0, capsys.readouterr()
     configs = trial_configs(tmp_path / "t")
     assert len(configs) == trials and {c["table"] for c in configs} == {table}
