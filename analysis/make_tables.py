@@ -9,6 +9,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -16,16 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.paper import TABLE_NUMBERS, PaperTable, paper_tables
+from analysis.formatting import DATASETS, to_text
+from analysis.paper import PaperTable, paper_spec, paper_tables
 from analysis.results import FAILED, FINISHED, UNFINISHED, Results, load_results
-from analysis.tables import (
-    CAPTIONS,
-    DATASETS,
-    Rendered,
-    layout_number,
-    render_table,
-    to_text,
-)
+from analysis.tables import Rendered, render_table
+from cotrain.tables import TableSpec
 
 SUFFIX = {"md": ".md", "latex": ".tex", "csv": ".csv"}
 
@@ -47,12 +43,13 @@ class Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class TableGroup:
-    """The trials of one experiment that render as one table."""
+    """The trials of one experiment that render as one declared table."""
 
     name: str
     table_id: str
     experiment: str
     dataset: str
+    spec: TableSpec
     trials: pd.DataFrame
 
 
@@ -82,40 +79,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def table_title(table_id: str, dataset: str, experiment: str | None) -> str:
-    """Caption: the paper's table number and topic, dataset and source experiment."""
-    number = layout_number(table_id)
-    where = DATASETS.get(dataset, dataset)
-    head = f"Table {number}" if table_id in TABLE_NUMBERS else f"{where} (Table 1 layout)"
-    source = f"; experiment {experiment}" if experiment else ""
-    return f"{head}: {CAPTIONS[number]} on {where}{source}"
+def table_title(group: TableGroup) -> str:
+    """Caption: the table's number (the paper's where it reproduces one) and topic, dataset and experiment."""
+    head = f"Table {group.table_id}: " if group.table_id.isdigit() else ""
+    where = DATASETS.get(group.dataset, group.dataset)
+    return f"{head}{group.spec.caption} on {where}; experiment {group.experiment}"
 
 
-def _known(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials whose ``table`` names a paper table or the methods sweep; warns about the rest."""
-    known = trials["table"].isin([*TABLE_NUMBERS, "methods"])
-    for table, group in trials[~known].groupby("table"):
-        warnings.warn(f"{len(group)} trial(s) with table={table!r} skipped; allowed: 1-9, methods", stacklevel=2)
-    return trials[known]
+def _declared(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials whose sweep declared their table; warns about the rest (searches, runs outside a sweep)."""
+    declared = trials["layout"].notna()
+    for table, group in trials[~declared].groupby("table", dropna=False):
+        print(f"make_tables.py: {len(group)} trial(s) with table={table!r} skipped: no declared table in "
+              f"params.json (searches, single runs and sweeps older than declared tables have none)",
+              file=sys.stderr)
+    return trials[declared]
+
+
+def _spec(frame: pd.DataFrame) -> TableSpec:
+    """The group's declared table; the newest declaration wins if a resumed sweep changed it."""
+    layouts = frame["layout"].dropna().unique()
+    if len(layouts) > 1:
+        warnings.warn(f"{len(layouts)} different declarations of one table; the last one is used", stacklevel=2)
+    return TableSpec.from_dict(json.loads(layouts[-1]))
+
+
+def _stem(table_id: str) -> str:
+    return f"table{table_id}" if table_id.isdigit() else f"table_{table_id}"
 
 
 def group_tables(trials: pd.DataFrame) -> list[TableGroup]:
-    """Split trials into tables: one per (table, experiment, dataset), named ``table7`` etc.
+    """Split trials into tables: one per (table, experiment, dataset), named ``table7``, ``table_toy`` etc.
 
     A name shared by several groups gets the experiment (and, within one experiment,
     the dataset) appended.
     """
     keys = ["table_id", "experiment", "dataset"]
-    groups = [(tid, str(exp), str(ds), frame) for (tid, exp, ds), frame in _known(trials).groupby(keys)]
-    groups.sort(key=lambda g: (g[0] not in TABLE_NUMBERS, g[0], g[1], g[2]))
-    stems = [f"table{tid}" if tid in TABLE_NUMBERS else f"table_{tid}" for tid, *_ in groups]
+    groups = [(tid, str(exp), str(ds), frame) for (tid, exp, ds), frame in _declared(trials).groupby(keys)]
+    groups.sort(key=lambda g: (not g[0].isdigit(), g[0].zfill(4), g[1], g[2]))
+    stems = [_stem(tid) for tid, *_ in groups]
     result = []
     for stem, (tid, exp, ds, frame) in zip(stems, groups):
         name = stem
         if stems.count(stem) > 1:
             same_experiment = sum(g[0] == tid and g[1] == exp for g in groups) > 1
             name = f"{stem}_{exp}" + (f"_{ds}" if same_experiment else "")
-        result.append(TableGroup(name, tid, exp, ds, frame))
+        result.append(TableGroup(name, tid, exp, ds, _spec(frame), frame))
     return result
 
 
@@ -129,28 +138,25 @@ def describe(group: TableGroup, results_root: Path) -> str:
 
 def measured_tables(results: Results, root: Path, papers: dict[str, PaperTable],
                     show_paper: bool) -> list[tuple[TableGroup, Rendered]]:
-    """Render every table found under ``root``, printing which experiment fed it."""
+    """Render every declared table found under ``root``, printing which experiment fed it."""
     rendered = []
     for group in group_tables(results.trials):
         print(describe(group, root))
-        number = layout_number(group.table_id)
-        paper = papers[number] if group.table_id in TABLE_NUMBERS else _rows_only(papers[number])
-        title = table_title(group.table_id, group.dataset, group.experiment)
-        rendered.append((group, render_table(group.name, number, title, group.trials, paper, show_paper)))
+        number = group.spec.paper_table(group.dataset)
+        paper = papers.get(number) if show_paper and number is not None else None
+        table = render_table(group.name, group.spec, table_title(group), group.trials, paper)
+        rendered.append((group, table))
     return rendered
-
-
-def _rows_only(paper: PaperTable) -> PaperTable:
-    """The paper table as a layout only: its numbers belong to another dataset, never shown."""
-    return PaperTable(paper.number, paper.dataset, paper.rows, [], paper.trials.iloc[0:0], {})
 
 
 def paper_only_tables(papers: dict[str, PaperTable]) -> list[Rendered]:
     """The nine paper tables alone, gains recomputed and disagreeing subscripts flagged."""
-    return [
-        render_table(f"table{n}", n, f"Table {n} (paper): {CAPTIONS[n]} on {DATASETS[p.dataset]}", None, p)
-        for n, p in papers.items()
-    ]
+    tables = []
+    for number, paper in papers.items():
+        spec = paper_spec(paper)
+        title = f"Table {number} (paper): {spec.caption} on {DATASETS[paper.dataset]}"
+        tables.append(render_table(f"table{number}", spec, title, None, paper))
+    return tables
 
 
 def write_tables(tables: list[Rendered], fmt: str, out: Path | None) -> list[Path]:
@@ -182,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out or args.results / "tables"
     rendered = measured_tables(results, args.results, papers, args.paper)
+    if not rendered:
+        print(f"make_tables.py: no trial under {args.results} belongs to a declared table; nothing written",
+              file=sys.stderr)
+        return 1
     written = write_tables([r for _, r in rendered], args.format, out)
     if not args.no_plots:
         from analysis.plots import make_plots

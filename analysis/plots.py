@@ -1,4 +1,7 @@
-"""Figures: α/β/γ sensitivity, component ablations, learning curves, distillation direction.
+"""Figures: sensitivity curves, ablation bars, learning curves, distillation direction.
+
+Which figure a table gets follows from its declaration: one varied number (α, β, γ...) gives a
+sensitivity curve, several varied keys (the loss switches) give ablation bars, methods give neither.
 
 Every figure is written as PNG and PDF; functions return the paths written.
 """
@@ -16,20 +19,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from analysis.formatting import backbone_name
 from analysis.paper import PaperTable
 from analysis.results import Results
-from analysis.tables import (
-    SENSITIVITY,
-    SWITCH_TABLES,
-    Rendered,
-    assign_rows,
-    backbone_name,
-    baseline_key,
-    label_columns,
-    order_rows,
-    row_labels,
-    summarise,
-)
+from analysis.stats import summarise
+from analysis.tables import Rendered, assign_rows, order_rows
+from cotrain.tables import BASELINE_ROW, TableSpec
 
 STUDENTS = ("cnn", "vit")
 
@@ -78,7 +73,7 @@ def plot_sensitivity(table: Rendered, paper_stats: pd.DataFrame | None, pair: tu
 
     The paper's values are a dashed line on a twin axis, the measured Vanilla a dotted one.
     """
-    param, symbol = SENSITIVITY[table.number]
+    param, symbol = table.spec.varies[0], table.spec.label_columns[0]
     fig, axes = _figure(2, (9, 4))
     handles: tuple[list, list] = ([], [])
     for ax, student in zip(axes, STUDENTS):
@@ -110,10 +105,10 @@ def plot_sensitivity(table: Rendered, paper_stats: pd.DataFrame | None, pair: tu
 def plot_ablation(table: Rendered, paper_stats: pd.DataFrame | None, pair: tuple[str, str],
                   stem: Path) -> list[Path]:
     """Grouped bars per ablation row: measured mIoU (± std over seeds) beside the paper's."""
-    keys = order_rows(table.number, list(table.stats["row"]),
-                      [] if paper_stats is None else list(dict.fromkeys(paper_stats["row"])))
-    labels = [" ".join(f"{c}{v}" for c, v in zip(label_columns(table.number), row_labels(table.number, k)))
-              for k in keys]
+    spec = table.spec
+    shown = set(table.stats["row"]) | (set() if paper_stats is None else set(paper_stats["row"]))
+    keys = [k for k in order_rows(spec, list(table.stats["row"])) if k in shown]
+    labels = [" ".join(f"{c}{v}" for c, v in zip(spec.label_columns, spec.labels(k))) for k in keys]
     fig, axes = _figure(2, (11, 4.2))
     x = np.arange(len(keys))
     for ax, student in zip(axes, STUDENTS):
@@ -163,18 +158,26 @@ def _has_values(history: pd.DataFrame, columns: Sequence[str]) -> bool:
     return all(c in history for c in columns) and history[list(columns)].notna().any().any()
 
 
+def figure_kind(spec: TableSpec) -> str | None:
+    """``sensitivity`` for one varied weight, ``ablation`` for several varied keys, else no figure."""
+    if spec.varies == ("method",):
+        return None
+    return "sensitivity" if len(spec.varies) == 1 else "ablation"
+
+
 def plots_for_table(table: Rendered, trials: pd.DataFrame, history: pd.DataFrame,
                     paper: PaperTable | None, out: Path) -> list[Path]:
     """Every figure for one table: sensitivity or ablation per pair, learning curves, distillation direction."""
-    trials = assign_rows(trials, table.number)
+    trials = assign_rows(trials, table.spec)
     history = history[history["experiment"].isin(trials["experiment"])]
-    paper_stats = summarise(paper.trials, baseline_key(table.number)) if paper is not None and paper.pairs else None
+    paper_stats = summarise(paper.trials, BASELINE_ROW) if paper is not None and paper.pairs else None
+    kind = figure_kind(table.spec)
     paths: list[Path] = []
     for pair in dict.fromkeys(zip(table.stats["cnn"], table.stats["vit"])):
         tag = f"{pair[0]}+{pair[1]}"
-        if table.number in SENSITIVITY:
+        if kind == "sensitivity":
             paths += plot_sensitivity(table, paper_stats, pair, out / f"{table.name}_sensitivity_{tag}")
-        elif table.number in SWITCH_TABLES:
+        elif kind == "ablation":
             paths += plot_ablation(table, paper_stats, pair, out / f"{table.name}_ablation_{tag}")
     if _has_values(history, ["miou_cnn", "miou_vit"]):
         paths += plot_curves(history, trials, ["miou_cnn", "miou_vit"], "mIoU (%)",
@@ -191,6 +194,6 @@ def make_plots(rendered: Sequence[tuple[object, Rendered]], results: Results,
     """Figures for every rendered table; ``rendered`` pairs a group (with ``.trials``) and its table."""
     paths: list[Path] = []
     for group, table in rendered:
-        paper = papers.get(table.number) if getattr(group, "table_id", None) == table.number else None
+        paper = papers.get(str(getattr(group, "table_id", "")))  # the paper's line where it has this table
         paths += plots_for_table(table, group.trials, results.history, paper, out)
     return paths

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from cotrain.tables import LAYOUT_KEY, TableSpec
+
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
 
 # The leading columns of ``trials``; every other scalar config key (a method's own options included,
@@ -33,7 +35,6 @@ HISTORY_KEYS = (
     "bsd_p_vit", "kd_cnn", "kd_vit", "time_total_s",
 )
 PER_STUDENT = ("_cnn", "_vit")
-METHODS_TABLE_BY_DATASET = {"voc": "1", "cityscapes": "2", "camvid": "3"}
 _TRIAL_ID = re.compile(r"([0-9a-f]{5}_\d{5})")
 
 
@@ -44,7 +45,8 @@ class Results:
     Attributes:
         trials: One row per trial: ``experiment``, ``trial_dir``, ``trial_id``,
             ``status`` (finished/failed/unfinished), ``last_epoch``, final
-            ``miou_cnn``/``miou_vit``, the :data:`CONFIG_KEYS` and ``table_id``.
+            ``miou_cnn``/``miou_vit``, the :data:`CONFIG_KEYS`, ``table_id`` and ``layout``
+            (the declared table as JSON text, or None).
         history: One row per readable epoch report: ``experiment``, ``trial_id``
             and the :data:`HISTORY_KEYS` present.
         iou: One row per trial and class of the final report: ``experiment``,
@@ -111,14 +113,19 @@ def trial_status(trial_dir: Path, config: dict[str, Any], records: list[dict[str
     return UNFINISHED
 
 
+def declared_table(config: dict[str, Any]) -> TableSpec | None:
+    """The table the trial's sweep declared (``layout`` in params.json), or ``None``."""
+    layout = config.get(LAYOUT_KEY)
+    return TableSpec.from_dict(layout) if isinstance(layout, dict) else None
+
+
 def table_id(config: dict[str, Any]) -> str:
-    """The table a trial belongs to: ``"1"``..``"9"``, or the dataset name for a
-    methods sweep on a dataset the paper has no table for (rendered like Table 1)."""
-    table = str(config.get("table", ""))
-    if table != "methods":
-        return table
-    dataset = str(config.get("dataset", ""))
-    return METHODS_TABLE_BY_DATASET.get(dataset, dataset)
+    """The table a trial belongs to: the paper table its declared table reproduces on the trial's
+    dataset (``"1"``..``"9"``), else the declared id (``"methods"`` on the built-in data)."""
+    spec = declared_table(config)
+    if spec is None:
+        return str(config.get("table") or "")
+    return spec.paper_table(str(config.get("dataset", ""))) or spec.id
 
 
 def _number(value: Any) -> float:
@@ -157,6 +164,7 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
         status=trial_status(trial_dir, config, records), last_epoch=last.get("epoch"),
         miou_cnn=_number(last.get("miou_cnn")), miou_vit=_number(last.get("miou_vit")),
         table=str(config.get("table", "")), table_id=table_id(config),
+        layout=json.dumps(config[LAYOUT_KEY], sort_keys=True) if LAYOUT_KEY in config else None,
     )
     return row, records
 
@@ -242,7 +250,8 @@ def load_results(root: str | Path) -> Results:
             history += _history_rows(row, whole_history(records))
             iou += _iou_rows(row, records)
     trials = pd.DataFrame(rows, columns=_columns(rows, [*CONFIG_KEYS, "experiment", "trial_dir", "trial_id", "status",
-                                                        "last_epoch", "miou_cnn", "miou_vit", "table_id"]))
+                                                        "last_epoch", "miou_cnn", "miou_vit", "table_id",
+                                                        "layout"]))
     history = pd.DataFrame(history, columns=_columns(history, ["experiment", "trial_id", *HISTORY_KEYS]))
     return Results(trials, history,
                    pd.DataFrame(iou, columns=["experiment", "trial_id", "class_name", "iou_cnn", "iou_vit"]))

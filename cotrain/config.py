@@ -4,6 +4,8 @@ Flat on purpose: the same keys are Ray Tune's search space, the YAML file, the C
 and the ``params.json`` the table script reads. Generated: the run's own keys (``_RunKeys``)
 plus every registered method's options (declared once, beside the method). Resolution order:
 field defaults < preset < the preset's per-dataset values < config file < command-line flags.
+Importing it loads no torch (the method declarations are torch-free); validating a config reads the
+encoder and dataset registries, which do.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from typing import Any, Callable, Optional
 import yaml
 
 from cotrain.methods import METHODS, option_fields
-from cotrain.models.registry import encoder_names
 from cotrain.options import (
     ConfigError,
     at_least,
@@ -51,8 +52,13 @@ def _plain_name(v: str) -> Optional[str]:
     return None if ok else "must be a plain folder name (letters, digits, . _ + = -; no '/' or leading '.')"
 
 
+def _encoder_names(kind: str) -> list[str]:
+    from cotrain.models.registry import encoder_names  # late import: importing cotrain.config loads no torch
+    return encoder_names(kind)
+
+
 def _dataset_names() -> list[str]:
-    from cotrain.data import DATASETS  # late import: the data package is heavier
+    from cotrain.data import DATASETS  # late import: importing cotrain.config loads no torch
     return sorted(DATASETS)
 
 
@@ -61,8 +67,8 @@ class _RunKeys:
     """The run's own keys; ``TrainConfig`` is these plus every registered method's options (after ``method``)."""
 
     # students
-    cnn: str = option("mobilenet_v2", "CNN student encoder (DeepLabV3+)", one_of(lambda: encoder_names("cnn")))
-    vit: str = option("mit_b1", "ViT student encoder (SegFormer)", one_of(lambda: encoder_names("vit")))
+    cnn: str = option("mobilenet_v2", "CNN student encoder (DeepLabV3+)", one_of(lambda: _encoder_names("cnn")))
+    vit: str = option("mit_b1", "ViT student encoder (SegFormer)", one_of(lambda: _encoder_names("vit")))
     weights: Optional[str] = option(None, "encoder weights: imagenet, none or a state-dict path")
     num_classes: Optional[int] = option(None, "classes K (default: the dataset's)", at_least(2))
     # method (its options come from the method registry: cotrain/methods)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cotrain.config import ConfigError, TrainConfig, is_uri
+from cotrain.tables import LAYOUT_KEY
 
 TRAIN_SUBDIR = "_train"
 TRIAL_ACTOR_CPU = 0.01  # the Tune trial actor only drives its TorchTrainer
@@ -224,9 +225,13 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def flatten_cell(config: dict[str, Any]) -> dict[str, Any]:
-    """Sweeps grid over whole table cells (``cell``: a dict of overrides); merge one into the config."""
+    """Sweeps grid over whole table cells (``cell``: a dict of overrides); merge one into the config.
+
+    The declared table (``layout``) is for make_tables.py only and is dropped here.
+    """
     config = dict(config)
     cell = config.pop("cell", {})
+    config.pop(LAYOUT_KEY, None)
     return {**config, **cell}
 
 

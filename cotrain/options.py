@@ -1,7 +1,7 @@
 """Declaring a configurable option once: its default, help and check (imports no torch).
 
 A config key is a dataclass field made by :func:`option`. The run config (``cotrain/config.py``)
-and each method's own options (``Method.Options``, next to the method) are built from such fields;
+and each method's own options (its ``Options``, declared in ``cotrain/methods/<name>/``) are built from such fields;
 the CLI flags, the YAML keys, Ray Tune's search space and the table columns all come from them.
 """
 from __future__ import annotations

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from cotrain.losses import log_probs, masked_mean, nll_map
-from cotrain.methods import Method, PairContext, get_method, option_fields, options_for
+from cotrain.methods import get_method, option_fields, options_for
+from cotrain.methods.base import Method, PairContext
 from cotrain.models.students import ASPP_RATES_OS16, Student, Weights, build_student
 
 SIDES = ("cnn", "vit")

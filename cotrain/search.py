@@ -23,6 +23,7 @@ from cotrain.sweep import (
     run_options,
     summarise,
 )
+from cotrain.tables import TableSpec
 
 OBJECTIVES = {"delta": "miou_sum", "miou_cnn": "miou_cnn", "miou_vit": "miou_vit"}
 
@@ -56,7 +57,8 @@ def _search(args: argparse.Namespace) -> int:
         raise ConfigError(f"--objective {args.objective!r} is invalid: allowed: {', '.join(OBJECTIVES)}")
     if args.trials < 1:
         raise ConfigError(f"--trials {args.trials} is invalid: must be >= 1")
-    spec = SweepSpec(script="search", table="search", cells=[{"method": "ours"}])
+    # No declared rows: a search is read from its own summary, not rendered as a table.
+    spec = SweepSpec(script="search", table=TableSpec("search", "Optuna search"), cells=[{"method": "ours"}])
     name = args.name or default_name("search")
     base = base_config(args, spec, name)
     cnn, vit = pairs_for(args, spec)[0]

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 from cotrain.cli import OneLineParser, add_mlflow_flag, check_storage, default_name, fail, guarded
 from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
+from cotrain.tables import LAYOUT_KEY, TableSpec
 
 VANILLA: dict[str, Any] = {"method": "vanilla"}
 SEARCHED = ("hfd", "bsd_region", "bsd_pixel", "alpha", "beta", "gamma")  # what search.py varies
@@ -25,24 +26,32 @@ SMALL_PAIRS = {"smoke": _SMALLEST, "cpu": {k: v for k, v in _SMALLEST.items() if
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """One table's sweep.
+    """One table's sweep: the table it fills and one config per row.
 
     Attributes:
         script: the script's name (``alpha_sensitivity``); the default experiment name starts with it.
-        table: the paper table it regenerates (``"7"``; ``"methods"`` for Tables 1-3).
-        cells: config overrides, one per table cell; include ``VANILLA`` for Δ.
+        table: the table it fills, declared once (``cotrain.tables.TableSpec``); every trial carries it.
+        cells: config overrides, one per table row; include ``VANILLA`` for Δ.
         fixed: settings every cell shares (docs/method.md, "Which configuration each table uses").
         pairs: default ``cnn+vit`` pairs.
         metric: what a search optimises (grids only record it).
     """
 
     script: str
-    table: str
+    table: TableSpec
     cells: list[dict[str, Any]]
     fixed: dict[str, Any] = field(default_factory=dict)
     pairs: tuple[str, ...] = (PAPER_PAIR,)
     metric: str = "miou_sum"
     staged: bool = False  # Vanilla first, then the other cells (offline KD needs Vanilla teachers)
+
+    @classmethod
+    def from_rows(cls, script: str, table: TableSpec, rows: list[tuple[dict[str, Any], tuple[str, ...]]],
+                  **rest: Any) -> SweepSpec:
+        """A sweep declared row by row: ``(cell, its label cells)``, in the table's order."""
+        fixed = rest.get("fixed", {})
+        labelled = table.with_rows([({**fixed, **cell}, labels) for cell, labels in rows])
+        return cls(script=script, table=labelled, cells=[cell for cell, _ in rows], **rest)
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -97,7 +106,7 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def base_config(args: argparse.Namespace, spec: SweepSpec, name: str) -> TrainConfig:
-    overrides = {"dataset": args.dataset, "data_root": args.data_root, "table": spec.table, "sweep": name,
+    overrides = {"dataset": args.dataset, "data_root": args.data_root, "table": spec.table.id, "sweep": name,
                  "out": args.storage, "name": name, "workers": args.workers_per_trial,
                  **({"epochs": args.epochs} if args.epochs else {}), **spec.fixed, **parse_sets(args.set)}
     return resolve(args.preset, overrides=overrides)
@@ -126,10 +135,14 @@ def expand_cells(base: TrainConfig, spec: SweepSpec, pairs: list[tuple[str, str]
     return cells
 
 
-def param_space(base: TrainConfig, cells: list[dict[str, Any]], seeds: Optional[int]) -> dict[str, Any]:
-    """Tune's space: the shared config, a grid over whole cells and (unless cells fix it) over seeds."""
+def param_space(base: TrainConfig, cells: list[dict[str, Any]], seeds: Optional[int],
+                table: Optional[TableSpec] = None) -> dict[str, Any]:
+    """Tune's space: the shared config, a grid over whole cells and (unless cells fix it) over seeds,
+    and the declared table (written into each trial's params.json for make_tables.py)."""
     from ray import tune
     space = base.to_dict()
+    if table is not None:
+        space[LAYOUT_KEY] = table.to_dict()
     space["cell"] = tune.grid_search(cells)
     if seeds is not None:
         space["seed"] = tune.grid_search(list(range(seeds)))
@@ -158,7 +171,7 @@ def asha_scheduler(base: TrainConfig):
 def run_sweep(spec: SweepSpec, argv: Optional[Sequence[str]] = None,
               description: str = "") -> int:
     """Entry point of a table script."""
-    args = build_parser(description or f"Sweep for Table {spec.table}").parse_args(argv)
+    args = build_parser(description or f"Sweep for {spec.table.caption}").parse_args(argv)
     return guarded(lambda: _run(spec, args))
 
 
@@ -204,7 +217,7 @@ def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells:
     from cotrain.launch import ray_session, run_experiment
     common = run_options(args, name)
     with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
-        return run_experiment(param_space(base, cells, args.seeds), name=name, resume=args.resume,
+        return run_experiment(param_space(base, cells, args.seeds, spec.table), name=name, resume=args.resume,
                               scheduler=asha_scheduler(base) if args.asha else None,
                               metric="miou_sum" if args.asha else None, **common)
 
@@ -218,11 +231,12 @@ def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig,
     common = run_options(args, name)
     storage = common["storage"]
     with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
-        first = run_experiment(param_space(base, first_cells, args.seeds), name=name, resume=args.resume, **common)
+        first = run_experiment(param_space(base, first_cells, args.seeds, spec.table), name=name,
+                               resume=args.resume, **common)
         teachers = teacher_checkpoints(first, storage, name)
         second_cells = with_teachers(later_cells, teachers, args.seeds)
         second_name = f"{name}-kd"
-        second = run_experiment(param_space(base, second_cells, None), name=second_name,
+        second = run_experiment(param_space(base, second_cells, None, spec.table), name=second_name,
                                 resume=args.resume and experiment_exists(storage, second_name), **common)
     return list(first) + list(second)
 

@@ -6,11 +6,14 @@
 import sys
 
 from cotrain.sweep import VANILLA, SweepSpec, run_sweep
+from cotrain.tables import TableSpec
 
 ALPHAS = (0.1, 0.5, 1.0, 2.0, 5.0)
-SPEC = SweepSpec(script="alpha_sensitivity", table="7",
-                 cells=[VANILLA] + [{"method": "ours", "alpha": a} for a in ALPHAS],
-                 fixed={"hfd": False, "gamma": 1.0})
+TABLE = TableSpec("7", "Sensitivity of α", varies=("alpha",), label_columns=("α",), paper={"*": "7"})
+SPEC = SweepSpec.from_rows(script="alpha_sensitivity", table=TABLE,
+                           rows=[(VANILLA, ("Vanilla",))] + [({"method": "ours", "alpha": a}, (repr(a),))
+                                                             for a in ALPHAS],
+                           fixed={"hfd": False, "gamma": 1.0})
 
 if __name__ == "__main__":
     sys.exit(run_sweep(SPEC, description=__doc__))

@@ -5,11 +5,14 @@
 import sys
 
 from cotrain.sweep import VANILLA, SweepSpec, run_sweep
+from cotrain.tables import TableSpec
 
 GAMMAS = (0.1, 0.5, 1.0, 2.0, 5.0)
-SPEC = SweepSpec(script="gamma_sensitivity", table="9",
-                 cells=[VANILLA] + [{"method": "ours", "gamma": g} for g in GAMMAS],
-                 fixed={"hfd": False, "alpha": 1.0})
+TABLE = TableSpec("9", "Sensitivity of γ", varies=("gamma",), label_columns=("γ",), paper={"*": "9"})
+SPEC = SweepSpec.from_rows(script="gamma_sensitivity", table=TABLE,
+                           rows=[(VANILLA, ("Vanilla",))] + [({"method": "ours", "gamma": g}, (repr(g),))
+                                                             for g in GAMMAS],
+                           fixed={"hfd": False, "alpha": 1.0})
 
 if __name__ == "__main__":
     sys.exit(run_sweep(SPEC, description=__doc__))

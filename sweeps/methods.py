@@ -10,13 +10,17 @@ The table follows from --dataset: voc -> Table 1, cityscapes -> Table 2, camvid 
 import sys
 
 from cotrain.methods import METHODS
-from cotrain.sweep import VANILLA, SweepSpec, run_sweep
+from cotrain.sweep import SweepSpec, run_sweep
+from cotrain.tables import TableSpec
 
 # Every registered method (a new one joins the table as a measured row), the paper's order first.
 PAPER_ORDER = ("offline_kd", "dml", "kdcl", "ifvd", "ours")
 KD_METHODS = [m for m in PAPER_ORDER if m in METHODS] + [m for m in METHODS if m not in (*PAPER_ORDER, "vanilla")]
-SPEC = SweepSpec(script="methods", table="methods", cells=[VANILLA] + [{"method": m} for m in KD_METHODS],
-                 pairs=("mobilenet_v2+mit_b1", "resnet50+mit_b2"), staged=True)
+TABLE = TableSpec("methods", "Comparison with the SoTA KD methods",
+                  paper={"voc": "1", "cityscapes": "2", "camvid": "3"})
+SPEC = SweepSpec.from_rows(script="methods", table=TABLE,
+                           rows=[({"method": m}, (METHODS[m].display_name,)) for m in ["vanilla", *KD_METHODS]],
+                           pairs=("mobilenet_v2+mit_b1", "resnet50+mit_b2"), staged=True)
 
 if __name__ == "__main__":
     sys.exit(run_sweep(SPEC, description=__doc__))

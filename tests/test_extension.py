@@ -1,5 +1,6 @@
 """The extension claim: a method with its own option and a dataset, registered from one file outside the
-package (``COTRAIN_PLUGINS``), are a config key, a CLI flag, a sweep cell, a table column and a run."""
+package (``COTRAIN_PLUGINS``), and a table declared by one sweep script outside the repository, are a
+config key, a CLI flag, a sweep cell, a run through Ray, a ``trials`` column and a rendered table."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
 from analysis.results import load_results
 
@@ -48,6 +48,23 @@ PLUGIN = textwrap.dedent('''
 ''')
 
 
+# A new table: one script declaring its table and rows (the toy weight's sensitivity), nothing else.
+TOY_TABLE = textwrap.dedent('''
+    import sys
+
+    from cotrain.sweep import SweepSpec, run_sweep
+    from cotrain.tables import TableSpec
+
+    TABLE = TableSpec("toy", "Sensitivity of the toy weight", varies=("toy_weight",), label_columns=("w",))
+    SPEC = SweepSpec.from_rows(script="toy_table", table=TABLE,
+                               rows=[({"method": "vanilla"}, ("Vanilla",)),
+                                     ({"method": "toy", "toy_weight": 0.5}, ("w = 0.5",))])
+
+    if __name__ == "__main__":
+        sys.exit(run_sweep(SPEC))
+''')
+
+
 @pytest.fixture
 def plugin_env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "plugin").mkdir()
@@ -82,15 +99,30 @@ def test_missing_plugin_module_is_named(plugin_env):
 
 
 @pytest.mark.slow
-def test_plugin_method_and_dataset_train_through_ray_and_reach_the_results(plugin_env, tmp_path):
+def test_plugin_method_dataset_and_table_sweep_through_ray_and_render(plugin_env, tmp_path):
+    script = tmp_path / "toy_table.py"
+    script.write_text(TOY_TABLE)
     out = tmp_path / "runs"
-    done = run(["-m", "cotrain.train", "--preset", "smoke", "--dataset", "toyset", "--method", "toy",
-                "--toy-weight", "0.5", "--out", str(out), "--name", "toy"], plugin_env)
+    done = run([str(script), "--preset", "smoke", "--dataset", "toyset", "--storage", str(out), "--name", "toy",
+                "--quiet"], plugin_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    config = yaml.safe_load(next(out.glob("toy/**/config.yaml")).read_text())
-    assert (config["method"], config["dataset"], config["toy_weight"]) == ("toy", "toyset", 0.5)
-    reports = [json.loads(line) for line in next(out.glob("toy/**/result.json")).read_text().splitlines()]
-    assert reports[-1]["toy_cnn"] > 0 and reports[-1]["toy_vit"] > 0
-    results = load_results(out / "toy")
-    assert results.trials["toy_weight"].tolist() == [0.5]
+    reports = {}
+    for params in out.glob("toy/*/params.json"):
+        trial = json.loads(params.read_text())
+        cell = trial["cell"]
+        lines = (params.parent / "result.json").read_text().splitlines()
+        reports[cell["method"]] = [json.loads(line) for line in lines]
+        assert (trial["dataset"], trial["layout"]["id"], cell.get("toy_weight", 0.0)) == \
+            ("toyset", "toy", {"vanilla": 0.0, "toy": 0.5}[cell["method"]])
+    assert reports["toy"][-1]["toy_cnn"] > 0 and reports["toy"][-1]["toy_vit"] > 0
+    results = load_results(out)
+    assert sorted(results.trials["toy_weight"].tolist()) == [0.0, 0.5]
     assert {"toy_cnn", "toy_vit"} <= set(results.history.columns)
+
+    tables = run(["analysis/make_tables.py", "--results", str(out), "--no-plots"], plugin_env)
+    assert tables.returncode == 0, tables.stderr
+    assert "table_toy <- " in tables.stdout and "(2 trials: 2 finished, 0 failed, 0 unfinished)" in tables.stdout
+    text = (out / "tables" / "table_toy.md").read_text()
+    assert text.startswith("### Sensitivity of the toy weight on toyset; experiment toy")
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    assert rows == ["w", "Vanilla", "w = 0.5"]

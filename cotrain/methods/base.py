@@ -1,7 +1,6 @@
-"""What every collaborative-learning method sees and returns, and the registry that names them."""
+"""What every collaborative-learning method sees and returns (torch; the registry is ``registry.py``, torch-free)."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Optional
@@ -10,33 +9,12 @@ import torch
 from torch import nn
 
 from cotrain.losses import log_probs, pixel_teacher_mask, region_teacher_mask
+from cotrain.methods.options import NoOptions
+from cotrain.methods.registry import register_method
 from cotrain.models.students import Student, StudentOutput
-from cotrain.options import check_fields, nonneg, option, positive
 
-
-@dataclass(frozen=True)
-class NoOptions:
-    """The options of a method that has none; every method's ``Options`` derives from it.
-
-    A method declares its options once, as fields made by ``cotrain.options.option`` on its own
-    ``Options`` dataclass; the run config, CLI flags, YAML keys, sweep cells and table columns are
-    generated from them. Methods that share an option inherit it from one base (below).
-    """
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-
-@dataclass(frozen=True)
-class TemperatureOption(NoOptions):
-    temperature: float = option(1.0, "KD temperature T (loss × T²)", positive)
-
-
-@dataclass(frozen=True)
-class LogitKDOptions(TemperatureOption):
-    """The logit-KD baselines' options (Offline KD, DML, KDCL)."""
-
-    kd_weight: float = option(1.0, "weight of a baseline's KD term (Offline KD, DML, KDCL)", nonneg)
+# Re-exported: a plugin imports its bases and decorator from here, beside Method.
+__all__ = ["Method", "NoOptions", "PairContext", "register_method"]
 
 
 @dataclass
@@ -99,9 +77,12 @@ class Method(nn.Module):
 
     Trainable parts belong to a side: ``cnn_side`` modules are optimised with θ^C,
     ``vit_side`` ones with θ^V. Frozen parts (offline teachers) set ``requires_grad=False``.
+    A built-in method is declared (name, ``Options``, table label) in its package's ``__init__``;
+    its ``name`` and ``Options`` here must be the declared ones. A plugin's ``@register_method`` reads them here.
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # its row label in tables (default: ``name``)
     term_names: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
     # The region grid of the reported ``cnn_teaches_regions`` share (None: the ViT's stage-4 grid).
@@ -116,43 +97,3 @@ class Method(nn.Module):
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Return (KD part of L^C, KD part of L^V, named terms) for one step."""
         raise NotImplementedError
-
-
-METHODS: dict[str, type[Method]] = {}
-
-
-def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method, and its options, selectable by name everywhere."""
-    known = {f.name: (f, owner) for owner in METHODS.values() for f in dataclasses.fields(owner.Options)
-             if owner.name != cls.name}
-    for f in dataclasses.fields(cls.Options):
-        other, owner = known.get(f.name, (f, cls))
-        if (other.default, str(other.type), other.metadata["help"]) != (f.default, str(f.type), f.metadata["help"]):
-            raise TypeError(f"option {f.name!r} of method {cls.name!r} differs from method {owner.name!r}'s; "
-                            "declare it once, in an Options base both inherit")
-    METHODS[cls.name] = cls
-    return cls
-
-
-def option_fields() -> list[dataclasses.Field]:
-    """Every registered method's option fields, each name once, in registration order."""
-    seen: dict[str, dataclasses.Field] = {}
-    for cls in METHODS.values():
-        for f in dataclasses.fields(cls.Options):
-            seen.setdefault(f.name, f)
-    return list(seen.values())
-
-
-def options_for(method: str, values: dict[str, Any]) -> Any:
-    """``method``'s ``Options`` from the values it declares (the other methods' keys are ignored)."""
-    options = get_method(method).Options
-    names = {f.name for f in dataclasses.fields(options)}
-    return options(**{k: v for k, v in values.items() if k in names})
-
-
-def get_method(name: str) -> type[Method]:
-    """Look up a registered method; unknown names fail with the allowed ones."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
-

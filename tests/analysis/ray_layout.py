@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+# The table each sweep script declares, by the id the fixtures use.
+SCRIPTS = {"1": "methods", "methods": "methods", "4": "components", "5": "bsd_components", "6": "pairs",
+           "7": "alpha_sensitivity", "8": "beta_sensitivity", "9": "gamma_sensitivity"}
 
 CLASSES = ["background", "square", "disc"]
 _DATE = "2025-11-25_17-31-00"
@@ -21,10 +28,17 @@ VANILLA = [(60.0, 70.0), (61.0, 70.5), (62.0, 71.0)]
 ALPHA_01 = [(61.0, 70.2), (62.5, 70.1), (63.0, 71.3)]
 
 
+@cache
+def declared_layout(table: str) -> dict[str, Any]:
+    """The ``layout`` a sweep script writes into params.json for ``table``."""
+    return runpy.run_path(str(REPO / "sweeps" / f"{SCRIPTS[table]}.py"))["SPEC"].table.to_dict()
+
+
 def config(table: str, method: str, seed: int, *, cnn: str = "mobilenet_v2", vit: str = "mit_b1",
            dataset: str = "voc", epochs: int = 2, **overrides: Any) -> dict[str, Any]:
-    """A trial config with every key the sweeps set (plus one unknown key)."""
-    base = {"table": table, "sweep": "test_sweep", "method": method, "cnn": cnn, "vit": vit,
+    """A trial config with every key the sweeps set, the sweep's declared table (``layout``)."""
+    layout = declared_layout(table)
+    base = {"table": layout["id"], "layout": layout, "sweep": "test_sweep", "method": method, "cnn": cnn, "vit": vit,
             "alpha": 1.0, "beta": 0.1, "gamma": 1.0, "temperature": 1.0, "hfd": False,
             "bsd_region": True, "bsd_pixel": True, "seed": seed, "dataset": dataset, "preset": "smoke",
             "epochs": epochs, "data_root": None}

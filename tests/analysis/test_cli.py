@@ -81,7 +81,7 @@ def test_default_out_is_results_tables_with_plots(alpha_results: Path, capsys) -
 def test_methods_sweep_splits_by_dataset(methods_results: Path, capsys) -> None:
     main(["--results", str(methods_results), "--paper", "--no-plots"])
     printed = capsys.readouterr().out
-    assert "table1 <- " in printed and "table_builtin <- " in printed
+    assert "table1 <- " in printed and "table_methods <- " in printed
     table1 = md_rows((methods_results / "tables" / "table1.md").read_text())
     assert table1["Method"] == ["ResNet-18", "MiT-B0", "Δ (ResNet-18+MiT-B0)",
                                 "MobileNetV2 (paper)", "MiT-B1 (paper)", "Δ (MobileNetV2+MiT-B1) (paper)",
@@ -90,7 +90,7 @@ def test_methods_sweep_splits_by_dataset(methods_results: Path, capsys) -> None:
     assert (dml["ResNet-18"], dml["MiT-B0"], dml["Δ (ResNet-18+MiT-B0)"]) == ("66.50 (-0.50)", "78.25 (+0.25)", "-0.25")
     assert dml["MobileNetV2 (paper)"] == "67.43 (-0.11)"
     assert dict(zip(table1["Method"], table1["KDCL"]))["ResNet-18"] == "—"
-    text = (methods_results / "tables" / "table_builtin.md").read_text()
-    assert "builtin (Table 1 layout)" in text
+    text = (methods_results / "tables" / "table_methods.md").read_text()
+    assert "### Comparison with the SoTA KD methods on builtin; experiment test_sweep" in text
     assert "(paper)" not in text, "the paper has no numbers for the builtin dataset"
     assert md_rows(text)["Ours"] == ["41.00 (+1.00)", "44.00 (-1.00)", "+0.00"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from ray_layout import config, write_trial
+from ray_layout import config, declared_layout, write_trial
 
 from analysis.make_tables import main
 from analysis.paper import paper_table
@@ -22,6 +22,11 @@ from analysis.qualitative import (
 )
 from analysis.results import load_results
 from analysis.tables import render_table
+from cotrain.tables import TableSpec
+
+
+def declared(table: str) -> TableSpec:
+    return TableSpec.from_dict(declared_layout(table))
 
 
 def test_ablation_bars_written(tmp_path: Path) -> None:
@@ -33,8 +38,8 @@ def test_ablation_bars_written(tmp_path: Path) -> None:
     (experiment / "trial_fn_a1b2c_00009_9" / "result.json").write_text("{}\n")
     with pytest.warns(UserWarning, match="skipped"):
         trials = load_results(tmp_path / "results").trials
-    table = render_table("table4", "4", "Table 4", trials, paper_table("4"))
-    paper_stats = render_table("p", "4", "p", None, paper_table("4")).paper_stats
+    table = render_table("table4", declared("4"), "Table 4", trials, None)
+    paper_stats = render_table("p", declared("4"), "p", None, paper_table("4")).paper_stats
     paths = plot_ablation(table, paper_stats, ("mobilenet_v2", "mit_b1"), tmp_path / "out" / "table4_ablation")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     assert table.frame.iloc[1].tolist() == ["✓", "✓", "✗", "51.00 (+1.00)", "60.50 (+0.50)", "+1.50"]
@@ -139,8 +144,8 @@ def test_sensitivity_axis_labels_and_legend_stay_clear_of_each_other_and_the_poi
     from analysis.plots import plot_sensitivity
     figures = _drawn_figures(monkeypatch)
     trials = load_results(alpha_results).trials
-    table = render_table("table7", "7", "Table 7", trials, paper_table("7"))
-    paper_stats = render_table("p", "7", "p", None, paper_table("7")).paper_stats
+    table = render_table("table7", declared("7"), "Table 7", trials, paper_table("7"))
+    paper_stats = table.paper_stats
     plot_sensitivity(table, paper_stats, ("mobilenet_v2", "mit_b1"), Path("unused"))
     fig = figures[0]
     left, right = fig.axes[0], fig.axes[1]
@@ -159,7 +164,7 @@ def test_learning_curves_have_whole_epoch_ticks_and_one_legend_below(alpha_resul
     from analysis.tables import assign_rows
     figures = _drawn_figures(monkeypatch)
     results = load_results(alpha_results)
-    trials = assign_rows(results.trials, "7")
+    trials = assign_rows(results.trials, declared("7"))
     plot_curves(results.history, trials, ["miou_cnn", "miou_vit"], "mIoU (%)", "t", Path("unused"))
     fig = figures[0]
     for ax in fig.axes:

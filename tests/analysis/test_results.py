@@ -52,10 +52,13 @@ def test_history_and_per_class_iou(alpha_results: Path) -> None:
     assert math.isnan(iou.loc["disc", "iou_vit"])
 
 
-def test_table_id_from_table_and_dataset() -> None:
-    assert table_id({"table": "7", "dataset": "voc"}) == "7"
-    assert [table_id({"table": "methods", "dataset": d}) for d in ("voc", "cityscapes", "camvid")] == ["1", "2", "3"]
-    assert table_id({"table": "methods", "dataset": "builtin"}) == "builtin"
+def test_table_id_from_the_declared_table_and_dataset() -> None:
+    from ray_layout import declared_layout
+    methods = declared_layout("methods")
+    assert table_id({"table": "7", "layout": declared_layout("7"), "dataset": "camvid"}) == "7"
+    assert [table_id({"layout": methods, "dataset": d}) for d in ("voc", "cityscapes", "camvid")] == ["1", "2", "3"]
+    assert table_id({"layout": methods, "dataset": "builtin"}) == "methods"
+    assert table_id({"table": "search", "dataset": "voc"}) == "search", "no declaration: the table key as is"
 
 
 def test_missing_root_raises(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Regenerated tables: statistics, cell text, paper flags, layouts."""
+"""Regenerated tables: statistics, cell text, paper flags, declared layouts."""
 
 from __future__ import annotations
 
@@ -8,28 +8,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ray_layout import ALPHA_01, VANILLA
+from ray_layout import ALPHA_01, VANILLA, declared_layout
 from scipy import stats
 
-from analysis.paper import paper_table, paper_tables, read_paper_csv
+from analysis.formatting import format_student, to_text
+from analysis.paper import paper_spec, paper_table, paper_tables, read_paper_csv
 from analysis.results import load_results
-from analysis.tables import (
-    CAPTIONS,
-    assign_rows,
-    format_student,
-    render_table,
-    row_key,
-    summarise,
-    t_interval,
-    to_text,
-)
+from analysis.stats import summarise, t_interval
+from analysis.tables import assign_rows, render_table
+from cotrain.tables import TableSpec
+
+
+def declared(table: str) -> TableSpec:
+    """The table a sweep script declares (as a trial's params.json carries it)."""
+    return TableSpec.from_dict(declared_layout(table))
 
 
 @pytest.fixture
 def table7(alpha_results: Path):
     with pytest.warns(UserWarning):
         trials = load_results(alpha_results).trials
-    return render_table("table7", "7", "Table 7", trials, paper_table("7"))
+    return render_table("table7", declared("7"), "Table 7", trials, None)
 
 
 def _stat(table, row: str, student: str) -> dict:
@@ -69,7 +68,7 @@ def test_cells_of_table7(table7) -> None:
 def test_paper_beside_measured_with_flag(alpha_results: Path) -> None:
     with pytest.warns(UserWarning):
         trials = load_results(alpha_results).trials
-    table = render_table("table7", "7", "Table 7", trials, paper_table("7"), show_paper=True)
+    table = render_table("table7", declared("7"), "Table 7", trials, paper_table("7"))
     frame = table.frame.set_index("α")
     assert frame.loc["0.1", "MobileNetV2 (paper)"] == "68.14 (+0.60)†"
     assert frame.loc["0.1", "Δ (paper)"] == "+1.06"
@@ -80,7 +79,7 @@ def test_paper_beside_measured_with_flag(alpha_results: Path) -> None:
 def test_paper_flags_are_exactly_the_inconsistent_subscripts() -> None:
     flagged = set()
     for number, paper in paper_tables().items():
-        table = render_table(f"table{number}", number, CAPTIONS[number], None, paper)
+        table = render_table(f"table{number}", paper_spec(paper), "caption", None, paper)
         flagged |= {(number, n.split(": printed")[0].split(", ", 1)[1]) for n in table.notes if n.startswith("† Table")}
     assert flagged == {
         ("1", "Offline KD, ResNet-50 (ResNet-50+MiT-B2)"),
@@ -100,15 +99,41 @@ def test_paper_transcription_is_complete() -> None:
     assert frame["miou"].dropna().between(60, 90).all()
 
 
-def test_row_keys_of_each_layout() -> None:
-    assert row_key("4", {"method": "vanilla", "hfd": True}) == "hfd=0 bsd_r=0 bsd_p=0"
-    assert row_key("4", {"method": "ours", "hfd": True, "bsd_region": False, "bsd_pixel": False}) == \
-        "hfd=1 bsd_r=0 bsd_p=0"
-    assert row_key("5", {"method": "ours", "hfd": False, "bsd_region": True, "bsd_pixel": False}) == \
-        "hfd=0 bsd_r=1 bsd_p=0"
-    assert row_key("8", {"method": "ours", "beta": 0.05}) == "0.05"
-    assert row_key("9", {"method": "vanilla", "gamma": 2.0}) == "vanilla"
-    assert row_key("1", {"method": "kdcl"}) == "kdcl"
+def test_row_keys_of_each_declared_table() -> None:
+    assert declared("4").row_key({"method": "vanilla", "hfd": True}) == "vanilla"
+    assert declared("4").row_key({"method": "ours", "hfd": True, "bsd_region": False, "bsd_pixel": False}) == \
+        "hfd=1 bsd_region=0 bsd_pixel=0"
+    assert declared("5").row_key({"method": "ours", "hfd": False, "bsd_region": True, "bsd_pixel": False}) == \
+        "bsd_region=1 bsd_pixel=0"
+    assert declared("8").row_key({"method": "ours", "beta": 0.05}) == "0.05"
+    assert declared("7").row_key({"method": "ours", "alpha": 1}) == "1"
+    assert declared("9").row_key({"method": "vanilla", "gamma": 2.0}) == "vanilla"
+    assert declared("1").row_key({"method": "kdcl"}) == "kdcl"
+
+
+def test_declared_rows_match_the_paper_settings() -> None:
+    """Each sweep's declared row keys are the paper transcription's, so --paper lines them up."""
+    for number in ("1", "4", "5", "6", "7", "8", "9"):
+        declared_keys = [key for key, _ in declared(number).rows]
+        paper_keys = [key for key, _ in paper_table(number).rows]
+        assert set(paper_keys) <= set(declared_keys), number
+
+
+def test_a_new_table_needs_only_its_declaration() -> None:
+    spec = TableSpec("toy", "Toy weight", varies=("toy_weight",), label_columns=("w",)).with_rows(
+        [({"method": "vanilla"}, ("none",)), ({"method": "toy", "toy_weight": 0.5}, ("half",))])
+    assert TableSpec.from_dict(spec.to_dict()) == spec
+    trials = pd.DataFrame([
+        {"method": m, "toy_weight": w, "seed": 0, "cnn": "c", "vit": "v", "status": "finished",
+         "miou_cnn": x, "miou_vit": x} for m, w, x in [("vanilla", 0.0, 1.0), ("toy", 0.5, 2.0), ("toy", 2, 4.0)]])
+    frame = render_table("table_toy", spec, "Toy", trials, None).frame
+    assert frame["w"].tolist() == ["none", "half", "2"]
+    assert frame["Δ"].tolist() == ["0.00", "+2.00", "+6.00"]
+
+
+def test_a_row_label_per_label_column() -> None:
+    with pytest.raises(ValueError, match="1 label cells for 2 label columns"):
+        TableSpec("x", "X", label_columns=("a", "b"), rows=(("vanilla", ("only one",)),))
 
 
 def test_switch_table_layout_from_trials() -> None:
@@ -118,7 +143,7 @@ def test_switch_table_layout_from_trials() -> None:
         {"method": "ours", "hfd": False, "bsd_region": True, "bsd_pixel": False, "seed": 0,
          "cnn": "mobilenet_v2", "vit": "mit_b1", "status": "finished", "miou_cnn": 50.5, "miou_vit": 59.0},
     ])
-    frame = render_table("table5", "5", "Table 5", trials, paper_table("5")).frame
+    frame = render_table("table5", declared("5"), "Table 5", trials, None).frame
     assert frame.columns.tolist() == ["L_R", "L_P", "MobileNetV2", "MiT-B1", "Δ"]
     assert frame.iloc[1].tolist() == ["✓", "✗", "50.50 (+0.50)", "59.00 (-1.00)", "-0.50"]
     assert frame.iloc[2].tolist() == ["✗", "✓", "—", "—", "—"]
@@ -127,7 +152,7 @@ def test_switch_table_layout_from_trials() -> None:
 def test_no_vanilla_means_no_gain() -> None:
     trials = pd.DataFrame([{"method": "ours", "alpha": 1.0, "seed": 0, "cnn": "resnet18", "vit": "mit_b0",
                             "status": "finished", "miou_cnn": 50.0, "miou_vit": 60.0}])
-    table = render_table("table7", "7", "Table 7", trials, paper_table("7"))
+    table = render_table("table7", declared("7"), "Table 7", trials, None)
     assert table.frame.set_index("α").loc["1.0"].tolist() == ["50.00", "60.00", "—"]
     assert any("No finished Vanilla trial for ResNet-18+MiT-B0" in n for n in table.notes)
 
@@ -141,7 +166,7 @@ def test_unpaired_seeds_give_no_interval() -> None:
     trials = assign_rows(pd.DataFrame([
         {"method": m, "alpha": 1.0, "seed": s, "cnn": "c", "vit": "v", "status": "finished",
          "miou_cnn": x, "miou_vit": x} for m, s, x in
-        [("vanilla", 0, 1.0), ("vanilla", 1, 2.0), ("ours", 2, 3.0), ("ours", 3, 5.0)]]), "7")
+        [("vanilla", 0, 1.0), ("vanilla", 1, 2.0), ("ours", 2, 3.0), ("ours", 3, 5.0)]]), declared("7"))
     cnn = summarise(trials, "vanilla").query("row == '1' and student == 'cnn'").iloc[0]
     assert cnn["gain"] == pytest.approx(2.5) and math.isnan(cnn["ci_low"])
     assert format_student(cnn.to_dict(), False) == "4.00 ± 1.41 (n=2) (+2.50)"

@@ -12,7 +12,7 @@ import torch
 from cotrain.config import resolve
 from cotrain.engine.checkpoint import CHECKPOINT_FILE
 from cotrain.engine.loop import NonFiniteLossError, build_run, fit, training_step
-from cotrain.methods.ours import Ours
+from cotrain.methods.ours.method import Ours
 
 METRIC_KEYS = {"epoch", "loss_cnn", "loss_vit", "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit",
                "bsd_p_cnn", "bsd_p_vit", "cnn_teaches_pixels", "cnn_teaches_regions", "miou_cnn", "miou_vit",

@@ -10,7 +10,8 @@ import torch
 from cotrain.config import TrainConfig
 from cotrain.losses import log_probs
 from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble, naive_ensemble
-from cotrain.methods import METHODS, PairContext, get_method, options_for
+from cotrain.methods import METHODS, get_method, options_for
+from cotrain.methods.base import PairContext
 from cotrain.models import StudentOutput
 from cotrain.pair import build_pair
 
@@ -264,7 +265,7 @@ def test_gradient_isolation(method, teacher_ckpt):
 def test_terms_finite_on_all_ignored_target(method, teacher_ckpt):
     pair = _pair(method, teacher_ckpt).train()
     losses = pair.losses(*_batch(all_ignored=True))
-    names = {"cnn", "vit", *METHODS[method].term_names}
+    names = {"cnn", "vit", *get_method(method).term_names}
     assert names <= set(losses)
     assert all(torch.isfinite(losses[n]).all() for n in names), {n: losses[n] for n in names}
     (losses["cnn"] + losses["vit"]).backward()

@@ -30,7 +30,9 @@ def write_sweep(folder: Path, cells: list[dict], name: str = "tiny_sweep.py") ->
     script.write_text(textwrap.dedent(f"""
         import sys
         from cotrain.sweep import SweepSpec, run_sweep
-        SPEC = SweepSpec(script="tiny", table="7", cells={cells!r}, fixed={{"hfd": False, "gamma": 1.0}})
+        from cotrain.tables import TableSpec
+        TABLE = TableSpec("7", "Sensitivity of α", varies=("alpha",), label_columns=("α",))
+        SPEC = SweepSpec(script="tiny", table=TABLE, cells={cells!r}, fixed={{"hfd": False, "gamma": 1.0}})
         sys.exit(run_sweep(SPEC))
     """))
     return script

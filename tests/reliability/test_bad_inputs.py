@@ -125,8 +125,10 @@ def _half_written(tmp: Path) -> None:
     """A Table 7 experiment whose only trial died mid-write (truncated last result.json line)."""
     trial = tmp / "half" / "alpha" / "trial_00000"
     trial.mkdir(parents=True)
-    config = {"table": "7", "sweep": "alpha", "method": "ours", "alpha": 0.5, "epochs": 2, "seed": 0,
-              "cnn": "mobilenet_v2", "vit": "mit_b0", "dataset": "builtin", "preset": "smoke"}
+    from cotrain.tables import TableSpec
+    layout = TableSpec("7", "Sensitivity of α", varies=("alpha",), label_columns=("α",)).to_dict()
+    config = {"table": "7", "layout": layout, "sweep": "alpha", "method": "ours", "alpha": 0.5, "epochs": 2,
+              "seed": 0, "cnn": "mobilenet_v2", "vit": "mit_b0", "dataset": "builtin", "preset": "smoke"}
     (trial / "params.json").write_text(json.dumps(config))
     line = json.dumps({"epoch": 1, "miou_cnn": 10.0, "miou_vit": 9.0, "trial_id": "abcde_00000", "config": config})
     (trial / "result.json").write_text(line + "\n" + line[:40])

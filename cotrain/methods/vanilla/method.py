@@ -1,12 +1,11 @@
-"""Vanilla: both students trained side by side with CE only, no exchange (Tables 1-3 baseline)."""
+"""Vanilla's (empty) KD terms (declared in this package's ``__init__``)."""
 from __future__ import annotations
 
 import torch
 
-from cotrain.methods.base import Method, PairContext, register_method
+from cotrain.methods.base import Method, PairContext
 
 
-@register_method
 class Vanilla(Method):
     """CE only; the reference every gain and Δ is measured against."""
 

@@ -1,34 +1,13 @@
-"""KDCL: "Online Knowledge Distillation via Collaborative Learning" (Guo et al., CVPR 2020).
-
-Both students distil from one detached soft target built from both students:
-L^S = CE^S + w·T²·KL(p_t ‖ p^S), mean over valid pixels. ``kdcl_mode`` picks the target
-(docs/method.md, "KDCL"):
-
-- ``minlogit`` (default, KDCL-MinLogit): per pixel, each student's logits minus its
-  ground-truth logit, element-wise minimum over the students.
-- ``naive`` (KDCL-Naive): per image, the student with the lower cross-entropy is the
-  teacher; its logits are everyone's target (it distils from itself: KL 0).
-- ``logit_mean``: the plain average of the students' logits (not a KDCL variant; kept for comparison).
-"""
+"""KDCL's losses and soft targets (declared, with its options, in this package's ``__init__``)."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from cotrain.losses.kd import kd_kl_loss, mean_ensemble, minlogit_ensemble, naive_ensemble
-from cotrain.methods.base import LogitKDOptions, Method, PairContext, register_method
-from cotrain.options import one_of, option
-
-KDCL_MODES = ("minlogit", "naive", "logit_mean")
+from cotrain.methods.base import Method, PairContext
+from cotrain.methods.kdcl import KDCLOptions
 
 
-@dataclass(frozen=True)
-class KDCLOptions(LogitKDOptions):
-    kdcl_mode: str = option("minlogit", "KDCL soft target", one_of(KDCL_MODES))
-
-
-@register_method
 class KDCL(Method):
     """Collaborative distillation from the students' ensemble soft target."""
 

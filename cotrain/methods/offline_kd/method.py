@@ -1,32 +1,16 @@
-"""Offline KD: "Distilling the Knowledge in a Neural Network" (Hinton, Vinyals, Dean, 2015).
-
-Each student distils pixel-wise KL at temperature T from a frozen teacher of the *other*
-architecture trained by Vanilla: L^C = CE^C + w·T²·KL(p^{V*} ‖ p^C), L^V likewise with C*.
-``teacher_vit`` is the checkpoint whose ViT teaches our CNN, ``teacher_cnn`` the one whose
-CNN teaches our ViT; a missing path leaves that side with CE only.
-"""
+"""Offline KD's losses and frozen teachers (declared, with its options, in this package's ``__init__``)."""
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
 
 from cotrain.losses.kd import kd_kl_loss
-from cotrain.methods.base import LogitKDOptions, Method, PairContext, register_method
+from cotrain.methods.base import Method, PairContext
+from cotrain.methods.offline_kd import OfflineKDOptions
 from cotrain.models import Student
 from cotrain.models.checkpoint import load_student
-from cotrain.options import option
 
 
-@dataclass(frozen=True)
-class OfflineKDOptions(LogitKDOptions):
-    teacher_cnn: Optional[str] = option(None, "offline KD: frozen CNN teacher checkpoint (teaches the ViT)")
-    teacher_vit: Optional[str] = option(None, "offline KD: frozen ViT teacher checkpoint (teaches the CNN)")
-
-
-@register_method
 class OfflineKD(Method):
     """Hinton KD from frozen Vanilla-trained teachers of the other architecture."""
 

@@ -1,17 +1,13 @@
-"""DML: "Deep Mutual Learning" (Zhang, Xiang, Hospedales, Lu, CVPR 2018).
-
-L^C = CE^C + w·T²·KL(p^V ‖ p^C) and L^V = CE^V + w·T²·KL(p^C ‖ p^V), mean over valid pixels,
-the other student detached.
-"""
+"""DML's losses (declared, with its options, in this package's ``__init__``)."""
 from __future__ import annotations
 
 import torch
 
 from cotrain.losses.kd import kd_kl_loss
-from cotrain.methods.base import LogitKDOptions, Method, PairContext, register_method
+from cotrain.methods.base import Method, PairContext
+from cotrain.methods.options import LogitKDOptions
 
 
-@register_method
 class DML(Method):
     """Each student mimics the other's pixel-wise class posterior."""
 

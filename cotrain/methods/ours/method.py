@@ -1,40 +1,15 @@
-"""HFD + BSD: "A Good Student is Cooperative and Reliable" (Zhu et al., ICCV 2023).
-
-L^C = CE^C + β·HFD^C + γ·(L_R^C + α·L_P^C), and L^V likewise (docs/method.md, "Losses").
-"""
+"""HFD + BSD's losses and Γ transforms (declared, with its options, in this package's ``__init__``)."""
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
 from cotrain.losses import hfd_loss, pixel_terms_from_log_probs, region_terms
-from cotrain.losses.bsd import BSD_NORMS
-from cotrain.methods.base import Method, PairContext, TemperatureOption, register_method
+from cotrain.methods.base import Method, PairContext
+from cotrain.methods.ours import OursOptions
 from cotrain.models import Gamma, Student
-from cotrain.options import at_least, nonneg, one_of, option, parse_grid, parses
+from cotrain.options import parse_grid
 
 
-@dataclass(frozen=True)
-class OursOptions(TemperatureOption):
-    """docs/method.md's defaults: α = 1, β = 0.1, γ = 1, T = 1, all switches on, D̂ = 256, the region grid
-    of the MiT stage 4 (None), BSD means over the batch."""
-
-    alpha: float = option(1.0, "weight of pixel-wise BSD inside BSD", nonneg)
-    beta: float = option(0.1, "weight of HFD", nonneg)
-    gamma: float = option(1.0, "weight of BSD", nonneg)
-    hfd: bool = option(True, "heterogeneous feature distillation")
-    bsd_region: bool = option(True, "region-wise BSD")
-    bsd_pixel: bool = option(True, "pixel-wise BSD")
-    region_dim: int = option(256, "common channel count D̂ of region features", at_least(1))
-    region_grid: Optional[str] = option(None, "region grid HxW of region-wise BSD, e.g. 4x4 (default: MiT stage-4 "
-                                        "grid)", parses(parse_grid, "HxW with H, W >= 1, e.g. 4x4"))
-    bsd_norm: str = option("batch", "BSD masked means over the batch's or each image's selected positions",
-                           one_of(BSD_NORMS))
-
-
-@register_method
 class Ours(Method):
     """Heterogeneous feature distillation + bidirectional selective distillation."""
 
