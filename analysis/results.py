@@ -116,7 +116,7 @@ def trial_status(trial_dir: Path, config: dict[str, Any], records: list[dict[str
 def declared_table(config: dict[str, Any]) -> TableSpec | None:
     """The table the trial's sweep declared (``layout`` in params.json), or ``None``."""
     layout = config.get(LAYOUT_KEY)
-    return TableSpec.from_dict(layout) if isinstance(layout, dict) else None
+    return TableSpec.from_dict(layout) if isinstance(layout, (dict, str)) and layout else None
 
 
 def table_id(config: dict[str, Any]) -> str:
@@ -164,7 +164,7 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
         status=trial_status(trial_dir, config, records), last_epoch=last.get("epoch"),
         miou_cnn=_number(last.get("miou_cnn")), miou_vit=_number(last.get("miou_vit")),
         table=str(config.get("table", "")), table_id=table_id(config),
-        layout=json.dumps(config[LAYOUT_KEY], sort_keys=True) if LAYOUT_KEY in config else None,
+        layout=spec.to_json() if (spec := declared_table(config)) is not None else None,
     )
     return row, records
 

@@ -69,12 +69,17 @@ def check_storage(storage: str) -> None:
                           "with a writable folder") from exc
 
 
+def check_resume_named(resume: bool, name: Optional[str]) -> None:
+    """``--resume`` continues one experiment: its name must be given (a default name is always new)."""
+    if resume and not name:
+        raise ConfigError("--resume needs --name NAME of the experiment to resume")
+
+
 def check_new_or_resume(storage: str, name: Optional[str], resume: bool, direct: bool = False) -> None:
     """``--resume`` needs an existing run ``name`` started the same way (``--direct`` or Ray); a new
     run must not reuse one."""
     from cotrain.launch import absolute_storage, experiment_exists
-    if resume and not name:
-        raise ConfigError("--resume needs --name NAME of the experiment to resume")
+    check_resume_named(resume, name)
     on_ray = experiment_exists(absolute_storage(storage), name or "")
     exists = on_ray or (not is_uri(storage) and Path(storage, name or "", "config.yaml").is_file())
     if resume and not exists and not is_uri(storage):

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from cotrain.cli import check_resume_named
 from cotrain.config import ConfigError, TrainConfig
 from cotrain.sweep import (
     SEARCHED,
@@ -57,6 +58,7 @@ def _search(args: argparse.Namespace) -> int:
         raise ConfigError(f"--objective {args.objective!r} is invalid: allowed: {', '.join(OBJECTIVES)}")
     if args.trials < 1:
         raise ConfigError(f"--trials {args.trials} is invalid: must be >= 1")
+    check_resume_named(args.resume, args.name)
     # No declared rows: a search is read from its own summary, not rendered as a table.
     spec = SweepSpec(script="search", table=TableSpec("search", "Optuna search"), cells=[{"method": "ours"}])
     name = args.name or default_name("search")

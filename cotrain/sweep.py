@@ -11,7 +11,15 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from cotrain.cli import OneLineParser, add_mlflow_flag, check_storage, default_name, fail, guarded
+from cotrain.cli import (
+    OneLineParser,
+    add_mlflow_flag,
+    check_resume_named,
+    check_storage,
+    default_name,
+    fail,
+    guarded,
+)
 from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
 from cotrain.tables import LAYOUT_KEY, TableSpec
 
@@ -142,7 +150,7 @@ def param_space(base: TrainConfig, cells: list[dict[str, Any]], seeds: Optional[
     from ray import tune
     space = base.to_dict()
     if table is not None:
-        space[LAYOUT_KEY] = table.to_dict()
+        space[LAYOUT_KEY] = table.to_json()
     space["cell"] = tune.grid_search(cells)
     if seeds is not None:
         space["seed"] = tune.grid_search(list(range(seeds)))
@@ -176,8 +184,7 @@ def run_sweep(spec: SweepSpec, argv: Optional[Sequence[str]] = None,
 
 
 def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
-    if args.resume and not args.name:
-        raise ConfigError("--resume needs --name NAME of the experiment to resume")
+    check_resume_named(args.resume, args.name)
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds} is invalid: must be >= 1")
     name = args.name or default_name(spec.script)

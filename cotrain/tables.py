@@ -7,6 +7,7 @@ from the trials alone, with the paper's numbers beside them where the paper has 
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ class TableSpec:
             The Vanilla trials are always the ``"vanilla"`` row, the reference of every gain.
         label_columns: header of the row-label columns.
         rows: ``(row key, label cells)`` in display order; a measured row not declared here is
-            appended, labelled by its key.
+            appended, labelled by its key (the Vanilla row: ``Vanilla``).
         paper: dataset -> the paper table whose numbers are shown beside the measured ones
             (``"*"``: whatever the dataset); empty when the paper has no such table.
     """
@@ -71,7 +72,7 @@ class TableSpec:
         declared = dict(self.rows).get(key)
         if declared is not None:
             return declared
-        return (key,) + ("",) * (len(self.label_columns) - 1)
+        return ("Vanilla" if key == BASELINE_ROW else key,) + ("",) * (len(self.label_columns) - 1)
 
     def paper_table(self, dataset: str) -> str | None:
         """The paper table this one reproduces on ``dataset``, if any."""
@@ -83,14 +84,21 @@ class TableSpec:
         return TableSpec(self.id, self.caption, self.varies, self.label_columns, declared, self.paper)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (lists for tuples), as stored in ``params.json``."""
+        """JSON-ready (lists for tuples)."""
         values = asdict(self)
         values["paper"] = dict(self.paper)
         return values
 
+    def to_json(self) -> str:
+        """As stored in ``params.json``: one JSON string, so that trackers that log params (MLflow) see
+        one value rather than keys built from its contents."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TableSpec:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, values: Mapping[str, Any] | str) -> TableSpec:
+        """Inverse of :meth:`to_dict` (and of :meth:`to_json`)."""
+        if isinstance(values, str):
+            values = json.loads(values)
         rows = tuple((str(key), tuple(labels)) for key, labels in values.get("rows", ()))
         return cls(str(values["id"]), str(values["caption"]), tuple(values.get("varies", ("method",))),
                    tuple(values.get("label_columns", ("Method",))), rows, dict(values.get("paper", {})))

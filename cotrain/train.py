@@ -18,6 +18,7 @@ from cotrain.cli import (
     OneLineParser,
     add_mlflow_flag,
     check_new_or_resume,
+    check_resume_named,
     check_storage,
     default_name,
     guarded,
@@ -25,7 +26,7 @@ from cotrain.cli import (
     resumed_config,
     run_lock,
 )
-from cotrain.config import ConfigError, TrainConfig, add_config_flags, config_from_args
+from cotrain.config import TrainConfig, add_config_flags, config_from_args
 from cotrain.launch import RunInterrupted
 
 
@@ -49,8 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    if args.resume and not cfg.name:
-        raise ConfigError("--resume needs --name NAME of the run to resume")
+    check_resume_named(args.resume, cfg.name)
     cfg = resumed_config(args, cfg) if args.resume else cfg
     cfg = cfg.replace(name=cfg.name or default_name(f"train-{cfg.method}"))
     check_storage(cfg.out)

@@ -112,7 +112,7 @@ def test_plugin_method_dataset_and_table_sweep_through_ray_and_render(plugin_env
         cell = trial["cell"]
         lines = (params.parent / "result.json").read_text().splitlines()
         reports[cell["method"]] = [json.loads(line) for line in lines]
-        assert (trial["dataset"], trial["layout"]["id"], cell.get("toy_weight", 0.0)) == \
+        assert (trial["dataset"], json.loads(trial["layout"])["id"], cell.get("toy_weight", 0.0)) == \
             ("toyset", "toy", {"vanilla": 0.0, "toy": 0.5}[cell["method"]])
     assert reports["toy"][-1]["toy_cnn"] > 0 and reports["toy"][-1]["toy_vit"] > 0
     results = load_results(out)

@@ -29,16 +29,17 @@ ALPHA_01 = [(61.0, 70.2), (62.5, 70.1), (63.0, 71.3)]
 
 
 @cache
-def declared_layout(table: str) -> dict[str, Any]:
-    """The ``layout`` a sweep script writes into params.json for ``table``."""
-    return runpy.run_path(str(REPO / "sweeps" / f"{SCRIPTS[table]}.py"))["SPEC"].table.to_dict()
+def declared_layout(table: str) -> str:
+    """The ``layout`` a sweep script writes into params.json for ``table`` (JSON text)."""
+    return runpy.run_path(str(REPO / "sweeps" / f"{SCRIPTS[table]}.py"))["SPEC"].table.to_json()
 
 
 def config(table: str, method: str, seed: int, *, cnn: str = "mobilenet_v2", vit: str = "mit_b1",
            dataset: str = "voc", epochs: int = 2, **overrides: Any) -> dict[str, Any]:
     """A trial config with every key the sweeps set, the sweep's declared table (``layout``)."""
     layout = declared_layout(table)
-    base = {"table": layout["id"], "layout": layout, "sweep": "test_sweep", "method": method, "cnn": cnn, "vit": vit,
+    base = {"table": json.loads(layout)["id"], "layout": layout, "sweep": "test_sweep", "method": method,
+            "cnn": cnn, "vit": vit,
             "alpha": 1.0, "beta": 0.1, "gamma": 1.0, "temperature": 1.0, "hfd": False,
             "bsd_region": True, "bsd_pixel": True, "seed": seed, "dataset": dataset, "preset": "smoke",
             "epochs": epochs, "data_root": None}

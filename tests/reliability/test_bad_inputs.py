@@ -126,7 +126,7 @@ def _half_written(tmp: Path) -> None:
     trial = tmp / "half" / "alpha" / "trial_00000"
     trial.mkdir(parents=True)
     from cotrain.tables import TableSpec
-    layout = TableSpec("7", "Sensitivity of α", varies=("alpha",), label_columns=("α",)).to_dict()
+    layout = TableSpec("7", "Sensitivity of α", varies=("alpha",), label_columns=("α",)).to_json()
     config = {"table": "7", "layout": layout, "sweep": "alpha", "method": "ours", "alpha": 0.5, "epochs": 2,
               "seed": 0, "cnn": "mobilenet_v2", "vit": "mit_b0", "dataset": "builtin", "preset": "smoke"}
     (trial / "params.json").write_text(json.dumps(config))
@@ -162,6 +162,9 @@ CASES = [
     Case("sweep-cluster-not-running", [*ALPHA, "--cluster"], "no Ray cluster", out_flag="--storage",
          extra_env={"RAY_ADDRESS": "127.0.0.1:1"}, max_seconds=30),
     Case("resume-without-name", [*ALPHA, "--resume"], "--resume needs --name", out_flag="--storage"),
+    Case("search-resume-without-name", ["sweeps/search.py", "--preset", "smoke", "--resume"], "--resume needs --name",
+         out_flag="--storage"),
+    Case("train-resume-without-name", [*TRAIN, "--resume"], "--resume needs --name"),
     Case("resume-missing-experiment", [*ALPHA, "--resume", "--name", "ghost"], "no experiment 'ghost'",
          out_flag="--storage"),
     Case("train-resume-missing-run", [*TRAIN, "--resume", "--name", "ghost"], "no experiment 'ghost'"),
