@@ -153,7 +153,7 @@ def preflight(cfg: TrainConfig, local: bool = True) -> None:
     for dataset in (train_set, val_set):
         require_matching_sizes(dataset.files, f"{spec.name} {dataset.split}")
     if cfg.weights == "imagenet" and local:
-        from cotrain.weights import cache_dir, weights_file
+        from cotrain.models.weights import cache_dir, weights_file
         for encoder in (cfg.cnn, cfg.vit):
             weights_file(encoder, cache_dir())
     if cfg.weights not in (None, "none", "imagenet") and not Path(cfg.weights).is_file():

@@ -29,8 +29,17 @@ def pytest_configure(config) -> None:
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(config, items) -> None:
-    """The largest encoders run only when ``-m`` names ``heavy``, so ``-m "not slow"`` stays the fast tier."""
+    """Group tests for the two xdist workers (pyproject's addopts), and deselect the heaviest.
+
+    A group runs on one worker, so a fixture shared by a module (or the session's α sweep) is built
+    once: each test's group is its module, or ``alpha_sweep`` for the tests reading that sweep.
+    The largest encoders run only when ``-m`` names ``heavy``, so ``-m "not slow"`` stays the fast tier.
+    """
+    for item in items:
+        group = "alpha_sweep" if "alpha_sweep" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
     if "heavy" in (config.option.markexpr or ""):
         return
     heavy = [item for item in items if "heavy" in item.keywords]

@@ -44,3 +44,60 @@ def test_config_and_method_declarations_load_no_torch():
     extra = [m for m in seen["before"] if m not in ALLOWED | declarations]
     assert not extra, f"importing cotrain.config loaded {extra}"
     assert "cotrain.methods.ours.method" in seen["after"]  # the implementation, on first get_method
+
+
+# Layers, bottom first: an import may only point to its own layer or below (issue #16). The method
+# declarations (cotrain.methods and its packages' __init__) sit with the config; their method.py files
+# sit above the models, losses and data they use.
+LAYERS = [
+    {"options", "tables", "config", "plugins", "methods", "methods.registry", "methods.options"},
+    {"models", "losses", "data"},
+    {"methods.base", "methods.*.method"},
+    {"pair"},
+    {"engine", "estimate"},
+    {"launch", "bench"},
+    {"cli", "bench_gpu", "bench_overhead"},
+    {"train", "sweep", "weights"},
+    {"search"},
+]
+# Deliberate: the config validates encoder and dataset names against their registries, imported inside the
+# check, so that importing the config loads no torch.
+# And cotrain.methods hands out Method and PairContext on first attribute access (module __getattr__).
+LAZY_EXCEPTIONS = {("cotrain.config", "cotrain.models.registry"), ("cotrain.config", "cotrain.data"),
+                   ("cotrain.methods", "cotrain.methods.base")}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")[1:]
+    if len(parts) >= 3 and parts[0] == "methods" and parts[2] == "method":
+        parts = ["methods", "*", "method"]
+    for size in (3, 2, 1):
+        key = ".".join(parts[:size])
+        for index, layer in enumerate(LAYERS):
+            if key in layer:
+                return index
+    raise AssertionError(f"{module} has no layer in LAYERS")
+
+
+def _imports(path) -> list[tuple[str, int]]:
+    import ast
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cotrain."):
+            found.append((node.module, node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("cotrain.")]
+    return found
+
+
+def test_no_import_runs_upward():
+    upward = []
+    for path in sorted((REPO / "cotrain").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if module == "cotrain":
+            continue
+        for target, line in _imports(path):
+            if _layer(target) > _layer(module) and (module, target) not in LAZY_EXCEPTIONS:
+                upward.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not upward, upward

@@ -90,13 +90,13 @@ def build_student(kind: str, encoder_name: str, num_classes: int, weights: Weigh
         kind: ``"cnn"`` or ``"vit"``.
         encoder_name: a registered encoder (see ``cotrain.models.encoder_names``).
         num_classes: K, number of output classes.
-        weights: ``"imagenet"`` (smp's pretrained encoder, from ``cotrain.weights``' cache or the hub), ``None``
+        weights: ``"imagenet"`` (smp's pretrained encoder, from ``cotrain.models.weights``' cache or the hub), ``None``
             (random init) or a path to a local state-dict file (encoder or whole model).
         aspp_rates: the CNN's three ASPP dilation rates (ignored for the ViT).
     """
     model = get_encoder_spec(encoder_name, kind).build(encoder_name, num_classes, tuple(aspp_rates))
-    if weights == "imagenet":  # smp's own weights, read through the shared cache (cotrain.weights)
-        from cotrain.weights import load_imagenet_encoder
+    if weights == "imagenet":  # smp's own weights, read through the shared cache (cotrain.models.weights)
+        from cotrain.models.weights import load_imagenet_encoder
         load_imagenet_encoder(model.encoder, encoder_name)
     elif weights is not None:
         load_local_weights(model, Path(weights))

@@ -18,7 +18,7 @@ def fake_cache(root: Path, encoder: str) -> dict[str, torch.Tensor]:
     import segmentation_models_pytorch as smp
     from safetensors.torch import save_file
 
-    from cotrain.weights import _source
+    from cotrain.models.weights import _source
     repo, revision = _source(encoder)
     snapshot = root / f"models--{repo.replace('/', '--')}" / "snapshots" / revision
     snapshot.mkdir(parents=True)
