@@ -94,3 +94,13 @@ def test_methods_sweep_splits_by_dataset(methods_results: Path, capsys) -> None:
     assert "### Comparison with the SoTA KD methods on builtin; experiment test_sweep" in text
     assert "(paper)" not in text, "the paper has no numbers for the builtin dataset"
     assert md_rows(text)["Ours"] == ["41.00 (+1.00)", "44.00 (-1.00)", "+0.00"]
+
+
+def test_trials_without_a_declared_table_are_named_and_nothing_is_written(tmp_path: Path, capsys) -> None:
+    from ray_layout import config, write_trial
+    cfg = {k: v for k, v in config("7", "ours", 0).items() if k != "layout"}  # e.g. a sweep from before declarations
+    write_trial(tmp_path / "results" / "old", 0, {**cfg, "table": "search"}, (50.0, 60.0))
+    assert main(["--results", str(tmp_path / "results"), "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "1 trial(s) with table='search' skipped: no declared table in params.json" in err
+    assert "no trial under" in err and not (tmp_path / "results" / "tables").exists()

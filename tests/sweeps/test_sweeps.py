@@ -148,19 +148,23 @@ def test_existing_experiment_needs_resume_and_resume_keeps_finished_trials(repo:
 
 @pytest.mark.slow
 def test_methods_sweep_runs_vanilla_first_then_offline_kd_from_its_checkpoints(repo: Path, tmp_path: Path) -> None:
+    # Three of the six methods keep the run short: the staging and the teacher hand-over are what is tested
+    # here (every method trains in tests/methods; every registered one is a cell: the dry runs above).
     done = run_script([str(repo / "sweeps" / "methods.py"), "--preset", "smoke", "--pair", "mobilenet_v2+mit_b0",
-                       "--storage", str(tmp_path), "--name", "m", "--quiet"], cwd=tmp_path, timeout=600)
+                       "--methods", "vanilla,offline_kd,ours", "--storage", str(tmp_path), "--name", "m", "--quiet"],
+                      cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     first, second = trial_configs(tmp_path / "m"), trial_configs(tmp_path / "m-kd")
     assert [c["method"] for c in first] == ["vanilla"]
-    assert sorted(c["method"] for c in second) == ["dml", "ifvd", "kdcl", "offline_kd", "ours"]
+    assert sorted(c["method"] for c in second) == ["offline_kd", "ours"]
     teacher = next(c for c in second if c["method"] == "offline_kd")["teacher_vit"]
     assert Path(teacher, "checkpoint.pt").is_file() and "/m/_train/" in teacher
     tables = run_script([str(repo / "analysis" / "make_tables.py"), "--results", str(tmp_path), "--no-plots"],
                         cwd=tmp_path)
     assert tables.returncode == 0, tables.stderr
-    for label in ("Vanilla", "Offline KD", "DML", "KDCL", "IFVD", "Ours"):
-        assert label in tables.stdout
+    rows = {line.split("|")[1].strip(): line for line in tables.stdout.splitlines() if line.startswith("| ")}
+    assert all(rows[label].count("—") == 0 for label in ("Vanilla", "Offline KD", "Ours")), tables.stdout
+    assert all(rows[label].count("—") == 3 for label in ("DML", "KDCL", "IFVD")), "declared rows not run: —"
 
 
 @pytest.mark.slow
