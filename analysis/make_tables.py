@@ -9,7 +9,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -101,7 +100,7 @@ def _spec(frame: pd.DataFrame) -> TableSpec:
     layouts = frame["layout"].dropna().unique()
     if len(layouts) > 1:
         warnings.warn(f"{len(layouts)} different declarations of one table; the last one is used", stacklevel=2)
-    return TableSpec.from_dict(json.loads(layouts[-1]))
+    return TableSpec.from_dict(layouts[-1])
 
 
 def _stem(table_id: str) -> str:
@@ -142,8 +141,7 @@ def measured_tables(results: Results, root: Path, papers: dict[str, PaperTable],
     rendered = []
     for group in group_tables(results.trials):
         print(describe(group, root))
-        number = group.spec.paper_table(group.dataset)
-        paper = papers.get(number) if show_paper and number is not None else None
+        paper = papers.get(group.spec.paper_table(group.dataset)) if show_paper else None
         table = render_table(group.name, group.spec, table_title(group), group.trials, paper)
         rendered.append((group, table))
     return rendered

@@ -191,9 +191,9 @@ def plots_for_table(table: Rendered, trials: pd.DataFrame, history: pd.DataFrame
 
 def make_plots(rendered: Sequence[tuple[object, Rendered]], results: Results,
                papers: dict[str, PaperTable], out: Path) -> list[Path]:
-    """Figures for every rendered table; ``rendered`` pairs a group (with ``.trials``) and its table."""
+    """Figures for every rendered table; ``rendered`` pairs a group (with ``.trials``, ``.dataset``) and its table."""
     paths: list[Path] = []
     for group, table in rendered:
-        paper = papers.get(str(getattr(group, "table_id", "")))  # the paper's line where it has this table
+        paper = papers.get(table.spec.paper_table(group.dataset))  # the paper's line where it has this table
         paths += plots_for_table(table, group.trials, results.history, paper, out)
     return paths

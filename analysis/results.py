@@ -119,10 +119,11 @@ def declared_table(config: dict[str, Any]) -> TableSpec | None:
     return TableSpec.from_dict(layout) if isinstance(layout, (dict, str)) and layout else None
 
 
-def table_id(config: dict[str, Any]) -> str:
-    """The table a trial belongs to: the paper table its declared table reproduces on the trial's
-    dataset (``"1"``..``"9"``), else the declared id (``"methods"`` on the built-in data)."""
-    spec = declared_table(config)
+def table_id(config: dict[str, Any], spec: TableSpec | None = None) -> str:
+    """The table a trial belongs to: the paper table its declared table (``spec``, read from the config
+    when not given) reproduces on the trial's dataset (``"1"``..``"9"``), else the declared id
+    (``"methods"`` on the built-in data)."""
+    spec = spec or declared_table(config)
     if spec is None:
         return str(config.get("table") or "")
     return spec.paper_table(str(config.get("dataset", ""))) or spec.id
@@ -155,6 +156,7 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
         warnings.warn(f"{trial_dir}: no params.json and no config in result.json; skipped", stacklevel=2)
         return None
     last = records[-1] if records else {}
+    spec = declared_table(config)
     row = {key: config.get(key) for key in CONFIG_KEYS}
     row.update({k: v for k, v in config.items() if k not in row and _is_scalar(v)})
     row.update(
@@ -163,8 +165,8 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
         trial_id=_trial_id(trial_dir, records),
         status=trial_status(trial_dir, config, records), last_epoch=last.get("epoch"),
         miou_cnn=_number(last.get("miou_cnn")), miou_vit=_number(last.get("miou_vit")),
-        table=str(config.get("table", "")), table_id=table_id(config),
-        layout=spec.to_json() if (spec := declared_table(config)) is not None else None,
+        table=str(config.get("table", "")), table_id=table_id(config, spec),
+        layout=spec.to_json() if spec is not None else None,
     )
     return row, records
 

@@ -79,7 +79,6 @@ def check_new_or_resume(storage: str, name: Optional[str], resume: bool, direct:
     """``--resume`` needs an existing run ``name`` started the same way (``--direct`` or Ray); a new
     run must not reuse one."""
     from cotrain.launch import absolute_storage, experiment_exists
-    check_resume_named(resume, name)
     on_ray = experiment_exists(absolute_storage(storage), name or "")
     exists = on_ray or (not is_uri(storage) and Path(storage, name or "", "config.yaml").is_file())
     if resume and not exists and not is_uri(storage):
