@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 BACKBONES = {"mobilenet_v2": "MobileNetV2", "resnet50": "ResNet-50", "resnet18": "ResNet-18",
              "resnet34": "ResNet-34", "resnet101": "ResNet-101"}
 DATASETS = {"voc": "PASCAL VOC 2012", "cityscapes": "Cityscapes", "camvid": "CamVid"}
-MISSING, FAILED_CELL = "—", "failed"
+MISSING, FAILED_CELL, INVALID_CELL = "—", "failed", "invalid"
 SIGNIFICANT, PAPER_FLAG = "*", "†"
 
 Pair = tuple[str, str]
@@ -37,7 +37,16 @@ def _interval(stat: Mapping[str, Any]) -> str:
 
 
 def _empty(stat: Mapping[str, Any] | None) -> str:
+    """A cell without a number: ``invalid`` (impossible results), ``failed`` or ``—``."""
+    if stat is not None and stat.get("n_invalid"):
+        return INVALID_CELL
     return FAILED_CELL if stat is not None and stat["n_failed"] else MISSING
+
+
+def _set_aside(stat: Mapping[str, Any]) -> str:
+    """`` (1 failed)``, `` (2 invalid)``: the trials of a cell that its number leaves out."""
+    counts = [(stat["n_failed"], "failed"), (stat.get("n_invalid") or 0, "invalid")]
+    return "".join(f" ({n} {what})" for n, what in counts if n)
 
 
 def format_student(stat: Mapping[str, Any] | None, is_baseline: bool) -> str:
@@ -47,13 +56,13 @@ def format_student(stat: Mapping[str, Any] | None, is_baseline: bool) -> str:
     text = f"{stat['mean']:.2f}" + (f" ± {stat['std']:.2f} (n={stat['n']})" if stat["n"] > 1 else "")
     if not is_baseline and not math.isnan(stat["gain"]):
         text += f" ({stat['gain']:+.2f}{_interval(stat)})"
-    return text + (f" ({stat['n_failed']} failed)" if stat["n_failed"] else "")
+    return text + _set_aside(stat)
 
 
 def format_delta(stat: Mapping[str, Any] | None, is_baseline: bool) -> str:
     """Δ as ``+2.72 [+1.90, +3.50]*``; ``0.00`` on the Vanilla row."""
     if stat is None or math.isnan(stat["gain"]):
-        return _empty(stat) if stat is None or stat["n_failed"] else MISSING
+        return _empty(stat) if stat is None or stat["n_failed"] or stat.get("n_invalid") else MISSING
     return "0.00" if is_baseline else f"{stat['gain']:+.2f}{_interval(stat)}"
 
 
@@ -77,6 +86,9 @@ def legend(stats: pd.DataFrame, has_measured: bool) -> list[str]:
     if has_measured:
         lines.append("Several seeds: mean ± std (n = finished seeds). — = no finished trial; "
                      "failed = every trial of the cell failed (error.txt).")
+    if has_measured and "n_invalid" in stats and stats["n_invalid"].fillna(0).any():
+        lines.append("invalid = a trial's result.json holds no usable mIoU (not a finite number, or the file is "
+                     "empty or corrupt; each file is named on stderr); such trials count nowhere.")
     if stats["ci_low"].notna().any():
         lines.append(f"[lo, hi] = 95 % t-interval of the gain, seeds paired by seed number; "
                      f"{SIGNIFICANT} = the interval excludes 0.")

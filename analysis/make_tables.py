@@ -18,7 +18,9 @@ import pandas as pd
 
 from analysis.formatting import DATASETS, to_text
 from analysis.paper import PaperTable, paper_spec, paper_tables
-from analysis.results import FAILED, FINISHED, UNFINISHED, Results, load_results
+from analysis.provenance import mixed_provenance
+from analysis.results import FAILED, FINISHED, INVALID, UNFINISHED, Results, load_results
+from analysis.search import render_searches, search_plots, split_searches
 from analysis.tables import Rendered, render_table
 from cotrain.tables import TableSpec
 
@@ -131,6 +133,7 @@ def describe(group: TableGroup, results_root: Path) -> str:
     """``table7 <- results/alpha (12 trials: 10 finished, 1 failed, 1 unfinished)``."""
     counts = group.trials["status"].value_counts()
     parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in (FINISHED, FAILED, UNFINISHED))
+    parts += f", {counts[INVALID]} {INVALID}" if counts.get(INVALID, 0) else ""
     folders = ", ".join(sorted({str(Path(d).parent) for d in group.trials["trial_dir"]}))
     return f"{group.name} <- {folders} ({len(group.trials)} trials: {parts})"
 
@@ -141,10 +144,20 @@ def measured_tables(results: Results, root: Path, papers: dict[str, PaperTable],
     rendered = []
     for group in group_tables(results.trials):
         print(describe(group, root))
+        report_invalid(group.trials)
+        mixed = mixed_provenance(group.name, group.spec, group.trials)
+        if mixed:
+            print(f"make_tables.py: warning: {mixed}", file=sys.stderr)
         paper = papers.get(group.spec.paper_table(group.dataset)) if show_paper else None
         table = render_table(group.name, group.spec, table_title(group), group.trials, paper)
         rendered.append((group, table))
     return rendered
+
+
+def report_invalid(trials: pd.DataFrame) -> None:
+    """One stderr line per trial whose results are impossible (``analysis.results.invalid_reason``)."""
+    for problem in trials.loc[trials["status"] == INVALID, "problem"]:
+        print(f"make_tables.py: {problem}; its cell shows '{INVALID}'", file=sys.stderr)
 
 
 def paper_only_tables(papers: dict[str, PaperTable]) -> list[Rendered]:
@@ -185,23 +198,26 @@ def main(argv: list[str] | None = None) -> int:
         write_tables(paper_only_tables(papers), args.format, args.out)
         return 0
     out = args.out or args.results / "tables"
+    results, searches = split_searches(results)  # a search renders from its own plan (analysis/search.py)
     rendered = measured_tables(results, args.results, papers, args.paper)
-    if not rendered:
+    if not rendered and not searches:
         print(f"make_tables.py: no trial under {args.results} belongs to a declared table; nothing written",
               file=sys.stderr)
         return 1
-    written = write_tables([r for _, r in rendered], args.format, out)
+    written = write_tables([r for _, r in rendered] + render_searches(searches), args.format, out)
     if not args.no_plots:
         from analysis.plots import make_plots
 
         written += make_plots(rendered, results, papers, out)
+        written += [path for search in searches for path in search_plots(search, out)]
     status = 0
     if args.qualitative:
         from analysis.qualitative import make_qualitative
 
         try:
             written += make_qualitative(results, args.qualitative, out, args.data_root)
-        except (ImportError, LookupError, FileNotFoundError) as error:
+        except (ImportError, LookupError, FileNotFoundError, ValueError) as error:  # ValueError: e.g. a plugin's
+            # checkpoint config without the plugin (the message names COTRAIN_PLUGINS)
             print(f"make_tables.py: qualitative figure not made: {error}", file=sys.stderr)
             status = 1
     print("wrote:", *map(str, written), sep="\n  ")

@@ -169,7 +169,9 @@ def plots_for_table(table: Rendered, trials: pd.DataFrame, history: pd.DataFrame
                     paper: PaperTable | None, out: Path) -> list[Path]:
     """Every figure for one table: sensitivity or ablation per pair, learning curves, distillation direction."""
     trials = assign_rows(trials, table.spec)
-    history = history[history["experiment"].isin(trials["experiment"])]
+    # This table's trials only: a figure is drawn where its own trials have values (the direction of
+    # distillation: methods that select a teacher, see ``Method.selects_teacher``).
+    history = history[history["experiment"].isin(trials["experiment"]) & history["trial_id"].isin(trials["trial_id"])]
     paper_stats = summarise(paper.trials, BASELINE_ROW) if paper is not None and paper.pairs else None
     kind = figure_kind(table.spec)
     paths: list[Path] = []

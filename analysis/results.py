@@ -19,7 +19,8 @@ import pandas as pd
 
 from cotrain.tables import LAYOUT_KEY, TableSpec
 
-FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
+FINISHED, FAILED, UNFINISHED, INVALID = "finished", "failed", "unfinished", "invalid"
+MIOU_KEYS = ("miou_cnn", "miou_vit")
 
 # The leading columns of ``trials``; every other scalar config key (a method's own options included,
 # whatever the method) follows them, so a new option needs no edit here.
@@ -44,9 +45,9 @@ class Results:
 
     Attributes:
         trials: One row per trial: ``experiment``, ``trial_dir``, ``trial_id``,
-            ``status`` (finished/failed/unfinished), ``last_epoch``, final
-            ``miou_cnn``/``miou_vit``, the :data:`CONFIG_KEYS`, ``table_id`` and ``layout``
-            (the declared table as JSON text, or None).
+            ``status`` (finished/failed/unfinished/invalid), ``problem`` (why it is invalid: the file and
+            what is wrong with it, else None), ``last_epoch``, final ``miou_cnn``/``miou_vit``, the
+            :data:`CONFIG_KEYS`, ``table_id`` and ``layout`` (the declared table as JSON text, or None).
         history: One row per readable epoch report: ``experiment``, ``trial_id``
             and the :data:`HISTORY_KEYS` present.
         iou: One row per trial and class of the final report: ``experiment``,
@@ -130,8 +131,45 @@ def table_id(config: dict[str, Any], spec: TableSpec | None = None) -> str:
 
 
 def _number(value: Any) -> float:
-    """A JSON number as float; ``None`` and non-numbers become NaN."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    """A JSON number as float; ``None``, non-numbers and non-finite numbers (``Infinity``, ``NaN``) become NaN."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if number and math.isfinite(value) else math.nan
+
+
+def _report_lines(trial_dir: Path, name: str) -> int:
+    """Data lines of ``result.json`` or ``progress.csv`` (its header left out); 0 when absent."""
+    path = trial_dir / name
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return 0
+    return len(lines) - (1 if name == "progress.csv" and lines else 0)
+
+
+def invalid_reason(trial_dir: Path, records: list[dict[str, Any]], status: str) -> str | None:
+    """What makes a trial's results impossible, naming the file; None when they are usable.
+
+    An mIoU that is not a finite number (``Infinity``, ``NaN``, a string, ``null``) in the last report, a
+    finished trial without one, a ``result.json`` none of whose lines can be read, or an empty one
+    while ``progress.csv`` holds reports (they were lost). An empty ``result.json`` alone is a trial
+    that has not reported yet (Ray creates the file when the trial starts).
+    """
+    path = trial_dir / "result.json"
+    if not records:
+        if _report_lines(trial_dir, "result.json"):
+            return f"{path}: no line is a readable report (corrupt)"
+        written = _report_lines(trial_dir, "progress.csv")
+        return f"{path}: empty, while progress.csv holds {written} report(s)" if written > 0 else None
+    last = records[-1]
+    for key in MIOU_KEYS:
+        value = last.get(key)
+        if key not in last:
+            if status == FINISHED:
+                return f"{path}: the last report (epoch {last.get('epoch')}) has no {key}"
+            continue
+        if math.isnan(_number(value)):
+            return f"{path}: {key}={value!r} in the last report (epoch {last.get('epoch')}) is not a finite number"
+    return None
 
 
 def _trial_id(trial_dir: Path, records: list[dict[str, Any]]) -> str:
@@ -157,13 +195,15 @@ def load_trial(trial_dir: Path, experiment: str) -> tuple[dict[str, Any], list[d
         return None
     last = records[-1] if records else {}
     spec = declared_table(config)
+    status = trial_status(trial_dir, config, records)
+    problem = invalid_reason(trial_dir, records, status)
     row = {key: config.get(key) for key in CONFIG_KEYS}
     row.update({k: v for k, v in config.items() if k not in row and _is_scalar(v)})
     row.update(
         # A sweep may span several experiment folders (methods: Vanilla first, then the KD methods).
         experiment=str(config.get("sweep") or experiment), trial_dir=str(trial_dir),
         trial_id=_trial_id(trial_dir, records),
-        status=trial_status(trial_dir, config, records), last_epoch=last.get("epoch"),
+        status=INVALID if problem else status, problem=problem, last_epoch=last.get("epoch"),
         miou_cnn=_number(last.get("miou_cnn")), miou_vit=_number(last.get("miou_vit")),
         table=str(config.get("table", "")), table_id=table_id(config, spec),
         layout=spec.to_json() if spec is not None else None,
@@ -252,7 +292,7 @@ def load_results(root: str | Path) -> Results:
             history += _history_rows(row, whole_history(records))
             iou += _iou_rows(row, records)
     trials = pd.DataFrame(rows, columns=_columns(rows, [*CONFIG_KEYS, "experiment", "trial_dir", "trial_id", "status",
-                                                        "last_epoch", "miou_cnn", "miou_vit", "table_id",
+                                                        "problem", "last_epoch", "miou_cnn", "miou_vit", "table_id",
                                                         "layout"]))
     history = pd.DataFrame(history, columns=_columns(history, ["experiment", "trial_id", *HISTORY_KEYS]))
     return Results(trials, history,

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
-from analysis.results import FAILED, FINISHED, UNFINISHED
+from analysis.results import FAILED, FINISHED, INVALID, UNFINISHED
 
 STATS_COLUMNS = ["row", "cnn", "vit", "student", "n", "mean", "std", "gain", "ci_low", "ci_high",
-                 "n_failed", "n_unfinished"]
+                 "n_failed", "n_unfinished", "n_invalid"]
 
 
 def seed_values(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -52,7 +52,8 @@ def cell_stats(cell: pd.DataFrame, baseline: pd.DataFrame, is_baseline: bool) ->
     first = cell.iloc[0]
     common = {"row": first["row"], "cnn": first["cnn"], "vit": first["vit"],
               "n_failed": int((cell["status"] == FAILED).sum()),
-              "n_unfinished": int((cell["status"] == UNFINISHED).sum())}
+              "n_unfinished": int((cell["status"] == UNFINISHED).sum()),
+              "n_invalid": int((cell["status"] == INVALID).sum())}
     records, paired = [], []
     for student in ("cnn", "vit"):
         values, reference = seed_values(done, f"miou_{student}"), seed_values(baseline, f"miou_{student}")

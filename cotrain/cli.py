@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import sys
 import time
 from contextlib import contextmanager
@@ -11,10 +13,11 @@ from typing import Callable, Iterator, NoReturn, Optional
 from cotrain.config import ConfigError, TrainConfig, config_from_args, is_uri, load_yaml
 
 #: Keys a resumed run may change: they cannot change its results (``out``/``name`` only locate it).
-RESUMABLE_CHANGES = ("log_every", "out", "name")
+RESUMABLE_CHANGES = ("log_every", "out", "name", "plugins")
 LOCK_FILE = ".cotrain.lock"
 
 EXIT_USAGE = 2
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left on the device; disk quota exceeded
 
 
 def fail(message: str) -> NoReturn:
@@ -38,11 +41,42 @@ def guarded(main: Callable[[], int]) -> int:
 
     try:
         return main()
-    except (ConfigError, DataError, CheckpointError, ClusterError) as exc:
+    except (ConfigError, DataError, CheckpointError, ClusterError, DiskFullError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        fail(disk_full_message(exc))
     except KeyboardInterrupt as exc:
         print(str(exc) or "interrupted; resume with --resume --name NAME", file=sys.stderr)
         return 130
+
+
+class DiskFullError(RuntimeError):
+    """The device under ``--out``/``--storage`` is full (or over quota); the message names the file and what next."""
+
+
+def disk_full_message(exc: OSError, storage: Optional[str] = None, name: Optional[str] = None) -> str:
+    """One line: the file that could not be written, and how to go on once there is space."""
+    where = exc.filename or (f"under {storage}" if storage else "a file")
+    started = bool(storage and name and not is_uri(storage)
+                   and any(Path(storage, name, f).is_file() for f in ("config.yaml", "tuner.pkl")))
+    then = (f"resume with the same command plus --resume --name {name}" if started
+            else "run the same command again")
+    return (f"no space left on the device writing {where} ({exc.strerror or 'errno ' + str(exc.errno)}); "
+            f"free space there or pass another --out/--storage, then {then}")
+
+
+@contextmanager
+def disk_full_named(storage: str, name: str) -> Iterator[None]:
+    """A full disk while run ``name`` writes under ``storage`` becomes a ``DiskFullError`` (one line, exit 2)
+    that names the file and says how to continue the run."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise DiskFullError(disk_full_message(exc, storage, name)) from exc
 
 
 def add_mlflow_flag(parser: argparse.ArgumentParser) -> None:
@@ -54,9 +88,13 @@ def default_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+STORAGE_PROBE_S = 20.0  # how long a remote --storage may take to answer the write probe
+
+
 def check_storage(storage: str) -> None:
-    """A local storage folder must be creatable and writable before Ray starts."""
+    """A local storage folder must be creatable and writable before Ray starts; a URI must answer in seconds."""
     if is_uri(storage):
+        check_remote_storage(storage)
         return
     path = Path(storage).expanduser()
     try:
@@ -67,6 +105,41 @@ def check_storage(storage: str) -> None:
     except OSError as exc:
         raise ConfigError(f"storage path {storage} is not writable ({exc.strerror}); pass --storage/--out "
                           "with a writable folder") from exc
+
+
+def check_remote_storage(storage: str, timeout: Optional[float] = None) -> None:
+    """Write and delete a small file under a ``s3://``... storage (pyarrow, as Ray does) before Ray starts:
+    a bucket that does not exist, missing credentials or no network fail now, in one line, instead of
+    after Ray's own retries."""
+    import threading
+    timeout = STORAGE_PROBE_S if timeout is None else timeout
+    outcome: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            filesystem, path = storage_filesystem(storage)
+            probe_file = f"{path.rstrip('/')}/.write-test"
+            with filesystem.open_output_stream(probe_file) as out:
+                out.write(b"ok")
+            filesystem.delete_file(probe_file)
+        except BaseException as exc:  # pyarrow raises OSError or ArrowException subclasses
+            outcome.append(exc)
+
+    worker = threading.Thread(target=probe, daemon=True, name="storage-probe")
+    worker.start()
+    worker.join(timeout)
+    advice = "check the bucket name, credentials and network, or pass a local --storage/--out folder"
+    if worker.is_alive():
+        raise ConfigError(f"storage {storage} did not answer within {timeout:g} s; {advice}")
+    if outcome:
+        reason = " ".join(str(outcome[0]).split()) or type(outcome[0]).__name__
+        raise ConfigError(f"storage {storage} is not usable ({reason}); {advice}")
+
+
+def storage_filesystem(uri: str):
+    """(pyarrow filesystem, path) of a storage URI, as Ray Train and Tune open it."""
+    import pyarrow.fs
+    return pyarrow.fs.FileSystem.from_uri(uri)
 
 
 def check_resume_named(resume: bool, name: Optional[str]) -> None:
@@ -101,6 +174,8 @@ def resumed_config(args: argparse.Namespace, cfg: TrainConfig) -> TrainConfig:
         return cfg  # nothing to compare with: check_new_or_resume reports a missing run
     saved = load_yaml(saved_file)
     resumed = config_from_args(args, base=saved)
+    # A key added after the run was saved counts as its default (what the run ran with).
+    saved = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **saved}
     changed = [f"{key}={saved.get(key)!r} (now {value!r})" for key, value in resumed.to_dict().items()
                if key not in RESUMABLE_CHANGES and value != saved.get(key)]
     if changed:
@@ -145,8 +220,13 @@ def preflight(cfg: TrainConfig, local: bool = True) -> None:
     from cotrain.engine.checkpoint import load_state
     from cotrain.engine.data import build_eval_data, build_train_data
 
+    if cfg.portable:  # before the checks below compute anything; Ray's workers inherit it
+        from cotrain.portable import pin_driver
+        pin_driver()
     if local:
         check_device(cfg)
+    check_paper_voc(cfg)
+    check_teachers(cfg)
     train_set, spec = build_train_data(cfg)
     val_set, _ = build_eval_data(cfg, spec)
     for dataset in (train_set, val_set):
@@ -155,8 +235,12 @@ def preflight(cfg: TrainConfig, local: bool = True) -> None:
         from cotrain.models.weights import cache_dir, weights_file
         for encoder in (cfg.cnn, cfg.vit):
             weights_file(encoder, cache_dir())
-    if cfg.weights not in (None, "none", "imagenet") and not Path(cfg.weights).is_file():
-        raise ConfigError(f"weights={cfg.weights!r} is invalid: not a file; allowed: imagenet, none, a state-dict path")
+    if cfg.weights not in (None, "none", "imagenet"):
+        check_weights_file(cfg, cfg.num_classes or spec.num_classes)
+    if cfg.init_from is not None:
+        from cotrain.models.checkpoint import check_init_source
+        check_init_source(load_state(Path(cfg.init_from)), cfg.init_from, cfg.cnn, cfg.vit,
+                          cfg.num_classes or spec.num_classes, cfg.aspp_rates)
     for key in ("teacher_cnn", "teacher_vit"):
         path = getattr(cfg, key)
         if path is not None:
@@ -164,6 +248,42 @@ def preflight(cfg: TrainConfig, local: bool = True) -> None:
             if state["num_classes"] != spec.num_classes:
                 raise ConfigError(f"{key}={path} has num_classes={state['num_classes']}, "
                                   f"dataset {spec.name!r} has {spec.num_classes}")
+
+
+def check_weights_file(cfg: TrainConfig, num_classes: int) -> None:
+    """``--weights FILE`` must load into both students now (a refused pickle, other keys), not in a worker."""
+    from cotrain.models.students import build_student
+    from cotrain.options import parse_rates
+    if not Path(cfg.weights).is_file():
+        raise ConfigError(f"weights={cfg.weights!r} is invalid: not a file; allowed: imagenet, none, a state-dict path")
+    for kind in ("cnn", "vit"):
+        try:
+            build_student(kind, getattr(cfg, kind), num_classes, cfg.weights, parse_rates(cfg.aspp_rates))
+        except ValueError as exc:
+            raise ConfigError(f"weights={cfg.weights!r} is invalid for the {kind} student "
+                              f"({getattr(cfg, kind)}): {exc}") from None
+
+
+def check_paper_voc(cfg: TrainConfig) -> None:
+    """``--preset paper`` on VOC needs trainaug (the paper's numbers are trained on its 10,582 images), unless
+    ``allow_voc_train_only`` says that train.txt's 1,464 will do."""
+    if cfg.preset != "paper" or cfg.dataset != "voc" or cfg.allow_voc_train_only or cfg.data_root is None:
+        return
+    from cotrain.data.voc import find_voc_root, has_trainaug
+    if not has_trainaug(find_voc_root(Path(cfg.data_root))):
+        raise ConfigError(f"preset=paper on voc needs trainaug (10,582 images), missing under {cfg.data_root}: build "
+                          f"it with python -m cotrain.data prepare-sbd --sbd SBD_ROOT --voc {cfg.data_root}, or pass "
+                          "--allow-voc-train-only to train on train.txt's 1,464 images")
+
+
+def check_teachers(cfg: TrainConfig) -> None:
+    """A method that distils from frozen Vanilla teachers (``needs_teachers``) must be given one."""
+    from cotrain.methods import needs_teachers
+    if needs_teachers(cfg.to_dict()) and cfg.teacher_cnn is None and cfg.teacher_vit is None:
+        mode = f" (ifvd_mode={cfg.ifvd_mode})" if cfg.method == "ifvd" else ""
+        raise ConfigError(f"method={cfg.method}{mode} needs teacher_cnn and/or teacher_vit: a Vanilla checkpoint of "
+                          "the same pair (sweeps/methods.py hands them over from its Vanilla stage)"
+                          + (", or use ifvd_mode=mutual" if mode else ""))
 
 
 def check_device(cfg: TrainConfig) -> None:

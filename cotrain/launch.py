@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cotrain.config import ConfigError, TrainConfig, is_uri
+from cotrain.portable import check_pinned, threads, worker_env
+from cotrain.provenance import first_report_carries
 from cotrain.tables import LAYOUT_KEY
 
 TRAIN_SUBDIR = "_train"
@@ -48,6 +50,7 @@ def quiet_ray_console_env() -> None:
 quiet_ray_console_env()
 
 DATA_ERROR = "data_error"  # the metric a Train worker reports its DataError under
+SCRATCH_KEY = "_checkpoint_scratch"  # run_trial -> its Train workers: where checkpoints are written first
 
 
 @dataclass(frozen=True)
@@ -113,25 +116,31 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from cotrain.data import DataError
     from cotrain.engine.loop import fit
 
+    config = dict(config)
+    scratch = config.pop(SCRATCH_KEY, None)
     cfg = TrainConfig.from_dict(config)
+    if cfg.portable:  # before this process computes anything (Ray started it with the variables already)
+        check_pinned("this Ray Train worker")
     context = ray.train.get_context()
     distributed = context.get_world_size() > 1
     if not torch.cuda.is_available():
-        torch.set_num_threads(_assigned_cpus())
+        torch.set_num_threads(threads(cfg.cpu_threads, cfg.portable, _assigned_cpus()))
 
     node_id = ray.get_runtime_context().get_node_id()
 
-    def report(metrics: dict, folder: Optional[str]) -> None:
+    def send(metrics: dict, folder: Optional[str]) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         # Tune records rank 0's reports: node_id says where the trial ran (and moved after a node loss).
         ray.train.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
+
+    report = first_report_carries(send, cfg)  # the trial's result.json records where its numbers came from
 
     checkpoint = ray.train.get_checkpoint()
     with (checkpoint.as_directory() if checkpoint else nullcontext(None)) as resume_from:
         try:
             fit(cfg, report, resume_from=resume_from, is_main=context.get_world_rank() == 0,
                 wrap=ray.train.torch.prepare_model if distributed else (lambda m: m),
-                distributed=distributed)
+                distributed=distributed, scratch=Path(scratch) if scratch else None)
         except DataError as exc:
             if distributed:  # the other ranks wait in collectives: only a failure ends them (after retries)
                 raise
@@ -173,7 +182,7 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
     per_worker = {"CPU": resources.cpus_per_worker, **({"GPU": resources.gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config={**config, SCRATCH_KEY: str(checkpoint_scratch(storage, experiment, trial_id))},
         scaling_config=ray.train.ScalingConfig(num_workers=resources.workers, use_gpu=use_gpu,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
@@ -196,6 +205,16 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(message)
         raise _data_error(message)
+
+
+def checkpoint_scratch(storage: str, experiment: str, trial_id: str) -> Path:
+    """Where a trial's workers write each checkpoint before Ray Train copies it into storage: inside the
+    trial's own Train folder (local storage), so that a save killed half-way never stays in ``$TMPDIR``;
+    ``fit`` empties it when the trial (re)starts. With ``s3://``... storage, a fixed local folder per trial."""
+    if is_uri(storage):
+        import tempfile
+        return Path(tempfile.gettempdir(), "cotrain-checkpoint-tmp", f"{experiment}-train-{trial_id}")
+    return Path(_join(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}", ".checkpoint-tmp"))
 
 
 def _data_error_marker(storage: str, experiment: str, trial_id: str) -> Optional[Path]:
@@ -271,10 +290,7 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
         # address="local": never join the cluster an address file names (a stale one hangs ray.init).
         # The dashboard (on 127.0.0.1) serves the State API that Ray Train's placement-group cleaner
         # needs: without it, trials that ASHA stops leak their workers' CPUs and the sweep stalls.
-        port = _state_api_port()
-        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=port,
-                 _node_ip_address="127.0.0.1", log_to_driver=not quiet, configure_logging=True,
-                 logging_level="warning")
+        _start_local_ray(ray, num_cpus, quiet)
     _print_log_folder(ray, cluster)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -287,6 +303,104 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
         ray.shutdown()
         if exported_api_address:
             os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+
+
+NODE_STARTUP_TIMEOUT = "The current node timed out during startup"  # Ray's message (ray/_private/node.py)
+RAY_NODE_WAIT_S = 30  # how long Ray itself waits for its raylet to register (fixed in Ray 2.60)
+RETRY_NODE_WAIT_S = 120  # the second try's wait
+
+
+def _start_local_ray(ray, num_cpus: Optional[int], quiet: bool) -> None:
+    """``ray.init`` of the embedded Ray on 127.0.0.1; a node start-up that times out (a loaded machine)
+    is tried once more, waiting ``RETRY_NODE_WAIT_S``; a second time-out is a ``ClusterError``."""
+    port = _state_api_port()
+    options = dict(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", dashboard_port=port,
+                   _node_ip_address="127.0.0.1", log_to_driver=not quiet, configure_logging=True,
+                   logging_level="warning", runtime_env=worker_runtime_env())
+    before = _own_children()
+    try:
+        ray.init(**options)
+        return
+    except Exception as exc:  # Ray raises a bare Exception for this
+        if NODE_STARTUP_TIMEOUT not in str(exc):
+            raise
+    _end_processes(_own_children() - before)  # what the failed start left running
+    ray.shutdown()
+    before = _own_children()
+    try:
+        with _patient_node_wait(ray, RETRY_NODE_WAIT_S):
+            ray.init(**options)
+    except Exception as exc:
+        if NODE_STARTUP_TIMEOUT not in str(exc):
+            raise
+        _end_processes(_own_children() - before)
+        raise ClusterError(f"Ray's node did not start on this machine, twice (waited {RAY_NODE_WAIT_S} s, then "
+                           f"{RETRY_NODE_WAIT_S} s): the machine is too loaded or short of memory for Ray's "
+                           "processes to start; free CPU and memory (other runs, stray 'ray' processes) and run "
+                           "the same command again") from None
+
+
+@contextmanager
+def _patient_node_wait(ray, seconds: float) -> Iterator[None]:
+    """Make Ray's start-up wait up to ``seconds`` for its node to register (its own limit is fixed at 30 s):
+    each of Ray's polls keeps asking until then."""
+    import time
+    services = ray._private.services
+    real = services.get_node
+
+    def get_node(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return real(*args, **kwargs)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    services.get_node = get_node
+    try:
+        yield
+    finally:
+        services.get_node = real
+
+
+def _own_children() -> set[int]:
+    """Pids of this process's direct children (Linux ``/proc``; empty elsewhere)."""
+    me, found = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == me:
+                found.add(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _end_processes(pids: set[int], grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``, the processes a failed Ray start left (our own children)."""
+    import time
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while pids and time.monotonic() < deadline:
+            pids = {pid for pid in pids if not _reaped(pid)}
+            time.sleep(0.1)
+        if not pids:
+            return
+
+
+def _reaped(pid: int) -> bool:
+    """Whether child ``pid`` has exited (and reap it)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
 
 
 def _state_api_port() -> int:
@@ -325,13 +439,20 @@ class ClusterError(RuntimeError):
     """The Ray cluster cannot run what was asked: none answered, authentication differs, or too small."""
 
 
+def worker_runtime_env() -> Optional[dict[str, Any]]:
+    """Every Ray worker of this session starts with the driver's kernel-pinning variables (``--portable``):
+    the libraries read them once, before a worker could set them itself; on a cluster this is the only way."""
+    env = worker_env()
+    return {"env_vars": env} if env else None
+
+
 def _connect_cluster(ray) -> None:
     address = _cluster_address()
     if not is_uri(address):  # ray:// (Ray Client) does its own handshake
         _require_reachable(address)
         _match_auth_mode(address)
     try:
-        ray.init(address=address, logging_level="warning")
+        ray.init(address=address, logging_level="warning", runtime_env=worker_runtime_env())
     except ConnectionError as exc:
         raise ClusterError(f"--cluster: no Ray cluster at {address!r} ({exc}); start one with "
                            "'ray start --head' or set RAY_ADDRESS=host:port") from exc
@@ -424,7 +545,7 @@ def trials_at_once(resources: Resources) -> int:
 def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources: Resources,
                    metric: Optional[str] = None, mode: str = "max", search_alg: Any = None,
                    scheduler: Any = None, num_samples: int = 1, resume: bool = False, verbose: int = 1,
-                   callbacks: Optional[list] = None):
+                   callbacks: Optional[list] = None, trainable: Any = None, reuse_actors: Optional[bool] = None):
     """Run (or resume) one Tune experiment under ``<storage>/<name>``; returns Tune's ResultGrid.
 
     Call inside ``ray_session``. Concurrency = how many trials (Train workers plus the
@@ -432,11 +553,15 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
     node was lost) is restarted and continues from its last checkpoint; finished trials stay.
     ``callbacks``: extra Tune callbacks (e.g. ``mlflow_callback``); Tune adds its CSV, JSON and
     TensorBoard loggers itself (TensorBoard events in every trial folder).
+    ``trainable``: the function each trial runs, called as ``run_trial`` is (the default); the search
+    passes one that trains a setting on several seeds (``cotrain.search.run_setting``).
+    ``reuse_actors``: keep a finished trial's actor for the next trial (``python -m cotrain.bench_overhead``
+    measures it); None: ``reuse_by_default(scheduler)``.
     """
     from ray import tune
 
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, storage=storage, experiment=name, resources=resources),
+        tune.with_parameters(trainable or run_trial, storage=storage, experiment=name, resources=resources),
         {"CPU": TRIAL_ACTOR_CPU})
     path = _join(storage, name)
     INTERRUPTED.clear()
@@ -447,15 +572,23 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
         param_space=space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                     num_samples=num_samples,
-                                    # Reusing trial actors saved ~1.5 s per trial, but after ASHA stops
-                                    # a trial the next one fails ("reset_config() ..."): kept off.
-                                    reuse_actors=False,
+                                    reuse_actors=reuse_by_default(scheduler) if reuse_actors is None else reuse_actors,
                                     max_concurrent_trials=trials_at_once(resources)),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
                                   failure_config=tune.FailureConfig(max_failures=resources.trial_retries),
                                   callbacks=[_interrupt_watch(), *(callbacks or [])]),
     )
     return _unless_interrupted(tuner.fit(), name)
+
+
+def reuse_by_default(scheduler: Any) -> bool:
+    """Whether trial actors are reused between trials when the caller does not say.
+
+    Reusing an actor needs the previous trial's training thread to have ended: after ASHA (any
+    scheduler) stops a trial, its TorchTrainer runs on until its next report, the reset fails and the
+    next trial errors ("reset_config() ..."). So never with a scheduler.
+    """
+    return False
 
 
 INTERRUPTED = threading.Event()
@@ -501,8 +634,28 @@ def mlflow_callback(uri: Optional[str], storage: str, experiment: str):
         if is_uri(storage):
             raise ConfigError(f"--mlflow without a URI needs local storage, not {storage}; pass --mlflow URI")
         uri = f"sqlite:///{Path(storage, 'mlflow.db').resolve()}"
+    require_tracking_server(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its database set-up lines
     return MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment, save_artifact=False)
+
+
+def require_tracking_server(uri: str, timeout: float = 5.0) -> None:
+    """An ``http(s)://`` MLflow tracking URI must answer before any trial starts (MLflow itself retries for
+    minutes); any HTTP answer counts, an error status included. Other URIs (sqlite, file...) pass."""
+    import urllib.error
+    import urllib.request
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # a server answered
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        reason = getattr(reason, "strerror", None) or str(reason) or type(exc).__name__
+        raise ConfigError(f"--mlflow {uri}: no MLflow tracking server answers there ({reason}); start it "
+                          "(mlflow server --host HOST --port PORT), fix the URI, or give --mlflow without a URI "
+                          "for a local store") from exc
 
 
 def experiment_exists(storage: str, name: str) -> bool:

@@ -23,31 +23,35 @@ class StudentPair(nn.Module):
         self.cnn, self.vit, self.method = cnn, vit, method
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.kd_weight = 1.0  # the KD parts' weight; below 1 only during a warm-up (``kd_warmup_epochs``)
 
     def forward(self, images: torch.Tensor, target: Optional[torch.Tensor] = None):
         """With ``target``: the step's loss dict (see ``losses``); without: both students' logits."""
         return self.predict(images) if target is None else self.losses(images, target)
 
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 3, H, W) -> ((N, K, H, W) CNN logits, (N, K, H, W) ViT logits)."""
-        return self.cnn(images).logits, self.vit(images).logits
+        """(N, 3, H, W) -> ((N, K, H, W) CNN logits, (N, K, H, W) ViT logits), fp32 even under autocast."""
+        return self.cnn.predict(images), self.vit.predict(images)
 
     def losses(self, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """One co-training step's losses; each student runs its forward once.
 
         Returns:
-            ``cnn`` and ``vit``: the totals L^C and L^V (with graph); every term as a
-            detached scalar (``ce_cnn``, ``hfd_cnn``, ...); ``cnn_teaches_pixels`` and
-            ``cnn_teaches_regions``: the share of valid pixels / regions where m = 1.
+            ``cnn`` and ``vit``: the totals L^C and L^V (with graph; the KD parts scaled by ``kd_weight``);
+            every term, unscaled, as a detached scalar (``ce_cnn``, ``hfd_cnn``, ...); ``cnn_teaches_pixels`` and
+            ``cnn_teaches_regions``: the share of valid pixels / regions where m = 1, for a method that selects
+            the teacher (``Method.selects_teacher``: BSD) only.
         """
         ctx = self._context(images, target)
         ce_c, ce_v = masked_mean(ctx.ce_cnn, ctx.valid), masked_mean(ctx.ce_vit, ctx.valid)
         extra_c, extra_v, named = self.method.terms(ctx)
-        region_mask, region_valid = ctx.region_masks(self.method.region_grid)
-        out = {"cnn": ce_c + extra_c, "vit": ce_v + extra_v, "ce_cnn": ce_c.detach(), "ce_vit": ce_v.detach()}
+        w = self.kd_weight
+        out = {"cnn": ce_c + w * extra_c, "vit": ce_v + w * extra_v, "ce_cnn": ce_c.detach(), "ce_vit": ce_v.detach()}
         out.update({k: v.detach() for k, v in named.items()})
-        out["cnn_teaches_pixels"] = _share(ctx.pixel_mask, ctx.valid)
-        out["cnn_teaches_regions"] = _share(region_mask, region_valid)
+        if self.method.selects_teacher:  # the direction of distillation exists only where a teacher is chosen
+            region_mask, region_valid = ctx.region_masks(self.method.region_grid)
+            out["cnn_teaches_pixels"] = _share(ctx.pixel_mask, ctx.valid)
+            out["cnn_teaches_regions"] = _share(region_mask, region_valid)
         return out
 
     def _context(self, images: torch.Tensor, target: torch.Tensor) -> PairContext:

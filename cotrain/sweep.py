@@ -17,10 +17,12 @@ from cotrain.cli import (
     check_resume_named,
     check_storage,
     default_name,
+    disk_full_named,
     fail,
     guarded,
 )
 from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
+from cotrain.methods import needs_teachers
 from cotrain.tables import LAYOUT_KEY, TableSpec
 
 VANILLA: dict[str, Any] = {"method": "vanilla"}
@@ -81,10 +83,17 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=None,
                    help="CPUs per worker (default: 1, or all local CPUs / 2)")
     p.add_argument("--workers-per-trial", type=int, default=1, help="data-parallel Train workers per trial (DDP)")
+    p.add_argument("--pretrain-epochs", type=int, default=None, metavar="E",
+                   help="first train Vanilla E epochs per pair and seed (<name>-pretrain), then start every cell "
+                        "from those students (init_from) for --epochs more: the pre-trained regime")
     p.add_argument("--asha", action="store_true", help="stop weak trials early (ASHA on the epoch)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config key")
     p.add_argument("--dry-run", action="store_true", help="print the trials and estimated device-hours, run nothing")
+    p.add_argument("--gpus", type=int, default=None, metavar="N",
+                   help="GPUs the dry run plans the wall time for (default: this machine's, else 1)")
     p.add_argument("--quiet", action="store_true", help="less console output (Tune's table stays)")
+    p.add_argument("--portable", action="store_true",
+                   help="CPU numerics identical on any x86 machine with AVX2 (as --set portable=true)")
     add_mlflow_flag(p)
     return p
 
@@ -116,7 +125,8 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 def base_config(args: argparse.Namespace, spec: SweepSpec, name: str) -> TrainConfig:
     overrides = {"dataset": args.dataset, "data_root": args.data_root, "table": spec.table.id, "sweep": name,
                  "out": args.storage, "name": name, "workers": args.workers_per_trial,
-                 **({"epochs": args.epochs} if args.epochs else {}), **spec.fixed, **parse_sets(args.set)}
+                 **({"epochs": args.epochs} if args.epochs else {}), **({"portable": True} if args.portable else {}),
+                 **spec.fixed, **parse_sets(args.set)}
     return resolve(args.preset, overrides=overrides)
 
 
@@ -146,15 +156,36 @@ def expand_cells(base: TrainConfig, spec: SweepSpec, pairs: list[tuple[str, str]
 def param_space(base: TrainConfig, cells: list[dict[str, Any]], seeds: Optional[int],
                 table: Optional[TableSpec] = None) -> dict[str, Any]:
     """Tune's space: the shared config, a grid over whole cells and (unless cells fix it) over seeds,
-    and the declared table (written into each trial's params.json for make_tables.py)."""
+    and the declared table (written into each trial's params.json for make_tables.py).
+
+    A key that some cell overrides is drawn from the trial's cell (``FromCell``, resolved by Tune after
+    the grid), so the flat keys every tracker shows (params.json, TensorBoard's hparams, MLflow's
+    params) are the values the trial ran with, not the base config's.
+    """
     from ray import tune
     space = base.to_dict()
     if table is not None:
         space[LAYOUT_KEY] = table.to_json()
+    gridded = {"seed"} if seeds is not None else set()
+    for key in dict.fromkeys(k for cell in cells for k in cell if k not in gridded):
+        space[key] = tune.sample_from(FromCell(key, space.get(key)))
     space["cell"] = tune.grid_search(cells)
     if seeds is not None:
         space["seed"] = tune.grid_search(list(range(seeds)))
     return space
+
+
+@dataclass(frozen=True)
+class FromCell:
+    """A trial's value of ``key``: its cell's, else the shared config's (``default``). A class, not a lambda:
+    Tune pickles the space into the experiment, and a resumed sweep reads it back."""
+
+    key: str
+    default: Any
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        cell = config.get("cell")
+        return cell.get(self.key, self.default) if isinstance(cell, dict) else self.default
 
 
 def resources_for(args: argparse.Namespace, use_gpu: bool):
@@ -187,25 +218,33 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
     check_resume_named(args.resume, args.name)
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds} is invalid: must be >= 1")
+    if args.pretrain_epochs is not None and args.pretrain_epochs < 1:
+        raise ConfigError(f"--pretrain-epochs {args.pretrain_epochs} is invalid: must be >= 1")
     name = args.name or default_name(spec.script)
     base = base_config(args, spec, name)
     cells = expand_cells(base, select_methods(base, spec, args.methods), pairs_for(args, spec))
     if args.dry_run:
-        return print_dry_run(base, cells, args.seeds)
+        return print_dry_run(base, cells, args.seeds, args.pretrain_epochs, args.gpus, args.gpus_per_trial)
     check_storage(args.storage)
     from cotrain.cli import preflight, run_lock
     preflight(base, local=not args.cluster)
-    with run_lock(args.storage, name):
+    with run_lock(args.storage, name), disk_full_named(args.storage, name):
         require_new_or_resumable(args, name)
-        # Stages exist for offline KD's teachers; without an offline KD cell one grid packs the trials better.
-        staged = spec.staged and any(c.get("method") == "offline_kd" for c in cells)
-        grid = execute_staged(spec, args, base, cells, name) if staged else execute(spec, args, base, cells, name)
+        # Stages exist for frozen teachers (offline KD, offline IFVD); without such a cell one grid packs better.
+        staged = spec.staged and any(needs_teachers(c) for c in cells)
+        if args.pretrain_epochs is not None:
+            grid = execute_pretrained(spec, args, base, cells, name)
+        elif staged:
+            grid = execute_staged(spec, args, base, cells, name)
+        else:
+            grid = execute(spec, args, base, cells, name)
     return summarise(grid, args.storage, name)
 
 
 def require_new_or_resumable(args: argparse.Namespace, name: str) -> None:
     from cotrain.cli import check_new_or_resume
-    check_new_or_resume(args.storage, name, args.resume)
+    first = f"{name}-pretrain" if args.pretrain_epochs is not None else name  # the first stage's folder
+    check_new_or_resume(args.storage, first, args.resume)
 
 
 def run_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -248,6 +287,32 @@ def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig,
     return list(first) + list(second)
 
 
+def execute_pretrained(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
+    """The pre-trained regime. Stage 1 (``<name>-pretrain``): Vanilla, ``--pretrain-epochs`` epochs, per pair
+    and seed. Stage 2 (``<name>``): every cell, Vanilla included, starts both students from stage 1's
+    checkpoint of the same pair and seed (``init_from``) and trains ``base.epochs`` more; offline KD's
+    teachers are those same checkpoints."""
+    from cotrain.launch import experiment_exists, ray_session, run_experiment
+    first_name = f"{name}-pretrain"
+    pairs = list(dict.fromkeys((c["cnn"], c["vit"]) for c in cells))
+    first_cells = [{"cnn": cnn, "vit": vit, **VANILLA} for cnn, vit in pairs]
+    # Its own sweep name: make_tables shows the starting point as its own table, not as rows of the main one.
+    epochs = args.pretrain_epochs
+    first_base = base.replace(epochs=epochs, sweep=first_name, name=first_name)
+    first_table = replace(spec.table, caption=f"{spec.table.caption}: the Vanilla pre-training ({epochs} epochs)")
+    table = replace(spec.table, caption=f"{spec.table.caption}, from Vanilla students of {epochs} epochs")
+    common = run_options(args, name)
+    storage = common["storage"]
+    with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
+        first = run_experiment(param_space(first_base, first_cells, args.seeds, first_table), name=first_name,
+                               resume=args.resume and experiment_exists(storage, first_name), **common)
+        starts = teacher_checkpoints(first, storage, first_name)
+        second_cells = with_starts(cells, starts, args.seeds)
+        second = run_experiment(param_space(base, second_cells, None, table), name=name,
+                                resume=args.resume and experiment_exists(storage, name), **common)
+    return list(first) + list(second)
+
+
 def teacher_checkpoints(grid, storage: str, name: str) -> dict[tuple[str, str, int], str]:
     """(cnn, vit, seed) -> newest checkpoint folder of each finished Vanilla trial."""
     from pathlib import Path
@@ -266,19 +331,34 @@ def teacher_checkpoints(grid, storage: str, name: str) -> dict[tuple[str, str, i
 
 
 def with_teachers(cells: list[dict], teachers: dict, seeds: int) -> list[dict]:
-    """Fold seeds into the cells; give offline KD cells their Vanilla teachers (skipped if none finished)."""
+    """Fold seeds into the cells; cells with frozen teachers (offline KD, IFVD) get their Vanilla teachers
+    (skipped if none finished)."""
+    return with_checkpoints(cells, teachers, seeds, lambda cell, path: _teachers(cell, path) or None)
+
+
+def with_starts(cells: list[dict], starts: dict, seeds: int) -> list[dict]:
+    """Fold seeds into the cells; every cell starts from the Vanilla checkpoint of its pair and seed
+    (``init_from``), and frozen teachers (offline KD, IFVD) are it too."""
+    return with_checkpoints(cells, starts, seeds, lambda cell, path: {"init_from": path, **_teachers(cell, path)})
+
+
+def _teachers(cell: dict, path: str) -> dict:
+    return {"teacher_cnn": path, "teacher_vit": path} if needs_teachers(cell) else {}
+
+
+def with_checkpoints(cells: list[dict], checkpoints: dict, seeds: int, hand_over) -> list[dict]:
+    """Fold seeds into the cells and give each the keys ``hand_over(cell, path)`` takes from stage 1's
+    checkpoint of its pair and seed (None: it needs none); a cell whose checkpoint is missing is skipped."""
     out = []
     for cell in cells:
         for seed in range(seeds):
-            if cell.get("method") != "offline_kd":
-                out.append({**cell, "seed": seed})
-                continue
-            path = teachers.get((cell["cnn"], cell["vit"], seed))
-            if path is None:
+            path = checkpoints.get((cell["cnn"], cell["vit"], seed))
+            keys = hand_over(cell, path or "")
+            if keys is not None and path is None:
                 print(f"warning: no finished Vanilla trial for {cell['cnn']}+{cell['vit']} seed {seed}; "
-                      "its offline KD cell is skipped", file=sys.stderr)
+                      f"its {cell.get('method')} cell is skipped", file=sys.stderr)
                 continue
-            out.append({**cell, "seed": seed, "teacher_cnn": path, "teacher_vit": path})
+            out.append({**cell, "seed": seed, **(keys or {})})
     return out
 
 
@@ -303,21 +383,61 @@ def summarise(grid, storage: str, name: str) -> int:
     return 1 if failed else 0
 
 
-def print_dry_run(base: TrainConfig, cells: list[dict], seeds: int) -> int:
+def print_dry_run(base: TrainConfig, cells: list[dict], seeds: int, pretrain_epochs: Optional[int] = None,
+                  gpus: Optional[int] = None, gpus_per_trial: Optional[float] = None) -> int:
     from cotrain.estimate import estimate_trial_seconds, resolved_device
     trials = len(cells) * seeds
     seconds = sum(estimate_trial_seconds(base.replace(**{k: v for k, v in c.items()})) for c in cells) * seeds
     device = "GPU" if resolved_device(base.device) == "cuda" else "CPU"  # --set device=cuda: plan GPUs from here
     print(f"{trials} trials ({len(cells)} cells x {seeds} seeds), preset {base.preset}, {base.epochs} epochs")
+    if pretrain_epochs is not None:
+        pairs = list(dict.fromkeys((c["cnn"], c["vit"]) for c in cells))
+        first = [base.replace(cnn=cnn, vit=vit, method="vanilla", epochs=pretrain_epochs) for cnn, vit in pairs]
+        seconds += sum(estimate_trial_seconds(cfg) for cfg in first) * seeds
+        print(f"first {len(pairs) * seeds} Vanilla pre-training trials of {pretrain_epochs} epochs; every cell "
+              "starts from the one of its pair and seed")
     for cell in cells:
         print("  " + ", ".join(f"{k}={v}" for k, v in cell.items()))
-    print(f"estimated {seconds / 3600:.2f} {device}-hours (one trial per device)")
+    if device == "GPU":
+        for line in gpu_plan_lines(base, cells, seeds, pretrain_epochs, gpus, gpus_per_trial):
+            print(line)
+    else:
+        print(f"estimated {seconds / 3600:.2f} {device}-hours (one trial per device)")
     return 0
+
+
+def gpu_plan_lines(base: TrainConfig, cells: list[dict], seeds: int, pretrain_epochs: Optional[int],
+                   gpus: Optional[int], gpus_per_trial: Optional[float]) -> list[str]:
+    """The dry run's GPU lines: the step time and where it comes from (measured on a GPU and cached, or a
+    reference), GPU-hours, and the wall time on ``gpus`` GPUs with ``gpus_per_trial`` (``cotrain.estimate``)."""
+    from cotrain.estimate import plan_gpus
+    if gpus is not None and gpus < 1:
+        raise ConfigError(f"--gpus {gpus} is invalid: must be >= 1")
+    share = 1.0 if gpus_per_trial is None else gpus_per_trial
+    if share <= 0 or (share > 1 and share != int(share)):
+        raise ConfigError(f"--gpus-per-trial {share:g} is invalid: must be a share of one GPU (0.5, 0.25...) "
+                          "or a whole number")
+    pairs = list(dict.fromkeys((c["cnn"], c["vit"]) for c in cells))
+    first = [base.replace(cnn=cnn, vit=vit, method="vanilla", epochs=pretrain_epochs)
+             for cnn, vit in pairs for _ in range(seeds)] if pretrain_epochs is not None else []
+    main = [base.replace(**cell) for cell in cells for _ in range(seeds)]
+    here = _gpu_count()
+    try:
+        plan = plan_gpus([stage for stage in (first, main) if stage], gpus or here or 1, share)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    hint = [] if gpus or here else ["(planned for 1 GPU: --gpus N plans for N)"]
+    return plan.lines() + hint
 
 
 def _cuda() -> bool:
     import torch
     return torch.cuda.is_available()
+
+
+def _gpu_count() -> int:
+    import torch
+    return torch.cuda.device_count()
 
 
 if __name__ == "__main__":

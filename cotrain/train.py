@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -21,6 +20,7 @@ from cotrain.cli import (
     check_resume_named,
     check_storage,
     default_name,
+    disk_full_named,
     guarded,
     preflight,
     resumed_config,
@@ -28,6 +28,9 @@ from cotrain.cli import (
 )
 from cotrain.config import TrainConfig, add_config_flags, config_from_args
 from cotrain.launch import RunInterrupted
+from cotrain.portable import pin_this_process, rerun_pinned, threads
+from cotrain.provenance import KEY as PROVENANCE
+from cotrain.provenance import first_report_carries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,17 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded(lambda: _run(args))
+    return guarded(lambda: _run(args, list(sys.argv[1:] if argv is None else argv)))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = config_from_args(args)
     check_resume_named(args.resume, cfg.name)
     cfg = resumed_config(args, cfg) if args.resume else cfg
     cfg = cfg.replace(name=cfg.name or default_name(f"train-{cfg.method}"))
+    if cfg.portable and args.direct and not pin_this_process():  # this process has computed already
+        return rerun_pinned([*argv, "--name", cfg.name])
     check_storage(cfg.out)
     preflight(cfg, local=not args.cluster)
-    with run_lock(cfg.out, cfg.name):
+    with run_lock(cfg.out, cfg.name), disk_full_named(cfg.out, cfg.name):
         check_new_or_resume(cfg.out, cfg.name, args.resume, direct=args.direct)
         try:
             metrics = _run_direct(cfg, args.resume) if args.direct else _run_on_ray(cfg, args)
@@ -67,30 +72,46 @@ def _run(args: argparse.Namespace) -> int:
 
 def _write_resolved_config(cfg: TrainConfig) -> None:
     import yaml
-    if "://" not in cfg.out:
-        folder = Path(cfg.out, cfg.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    from cotrain.engine.checkpoint import atomic_write_text
+    if "://" not in cfg.out:  # atomic: a full disk leaves no half config.yaml that a resume would read
+        atomic_write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), Path(cfg.out, cfg.name, "config.yaml"))
 
 
 def _run_direct(cfg: TrainConfig, resume: bool) -> dict:
-    """The loop in this process; the run folder holds config.yaml, metrics.jsonl and checkpoint/."""
-    from cotrain.engine.checkpoint import CHECKPOINT_FILE, atomic_copy, remove_stale_temps
+    """The loop in this process; the run folder holds config.yaml, provenance.json, metrics.jsonl and checkpoint/."""
+    import torch
+
+    from cotrain.engine.checkpoint import CHECKPOINT_FILE, SCRATCH_DIR, atomic_copy, remove_stale_temps
     from cotrain.engine.loop import fit
+    count = threads(cfg.cpu_threads, cfg.portable, None)
+    if count is not None:
+        torch.set_num_threads(count)
     folder = Path(cfg.out, cfg.name)
     checkpoint = folder / "checkpoint"
     if not resume:
         _write_resolved_config(cfg)
     remove_stale_temps(checkpoint)
+    remove_stale_temps(folder)  # metrics.jsonl's and config.yaml's
     history = MetricsFile(folder / "metrics.jsonl")
 
-    def report(metrics: dict, saved: Optional[str]) -> None:
+    def record(metrics: dict, saved: Optional[str]) -> None:
+        if PROVENANCE in metrics:
+            add_start(folder / f"{PROVENANCE}.json", metrics.pop(PROVENANCE))
         history.record(metrics)  # first: killed before the copy, the resumed run replays this epoch's line
         if saved:
             atomic_copy(Path(saved, CHECKPOINT_FILE), checkpoint / CHECKPOINT_FILE)
 
     resume_from = str(checkpoint) if resume and (checkpoint / CHECKPOINT_FILE).is_file() else None
-    return fit(cfg, report, resume_from=resume_from)
+    report = first_report_carries(record, cfg)
+    return fit(cfg, report, resume_from=resume_from, scratch=folder / SCRATCH_DIR)
+
+
+def add_start(path: Path, provenance: str) -> None:
+    """``provenance.json``: a list with one provenance per start of the run (a resume adds one)."""
+    from cotrain.engine.checkpoint import atomic_write_text
+    starts = json.loads(path.read_text()) if path.is_file() else []
+    atomic_write_text(json.dumps([*starts, json.loads(provenance)], indent=1) + "\n", path)
 
 
 class MetricsFile:
@@ -104,9 +125,8 @@ class MetricsFile:
     def record(self, metrics: dict) -> None:
         metrics = {k: v for k, v in metrics.items() if k != "history"}  # the file keeps every epoch already
         self.lines = [m for m in self.lines if m.get("epoch", 0) < metrics.get("epoch", 0)] + [metrics]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(m) + "\n" for m in self.lines))
-        os.replace(tmp, self.path)
+        from cotrain.engine.checkpoint import atomic_write_text
+        atomic_write_text("".join(json.dumps(m) + "\n" for m in self.lines), self.path)
 
 
 def _run_on_ray(cfg: TrainConfig, args: argparse.Namespace) -> dict:

@@ -171,3 +171,22 @@ def test_predict_returns_both_logits_at_input_size():
     with torch.no_grad():
         logits_c, logits_v = pair(batch()[0])
     assert logits_c.shape == logits_v.shape == (2, K, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("method,options,reported", [
+    pytest.param("ours", {}, True, id="ours"),
+    pytest.param("ours", {"bsd_pixel": False}, True, id="ours-bsd-region-only"),
+    pytest.param("ours", {"bsd_region": False, "bsd_pixel": False}, False, id="ours-hfd-only"),
+    pytest.param("vanilla", {}, False, id="vanilla"),
+    pytest.param("dml", {}, False, id="dml"),
+])
+def test_direction_shares_only_where_a_teacher_is_selected(student, method, options, reported):
+    """Issue #25: Vanilla and DML reported "where the CNN teaches" although neither picks a teacher, so a table
+    of such methods got a distillation-direction figure; only BSD (``Method.selects_teacher``) reports it."""
+    c, v = student("cnn", "mobilenet_v2"), student("vit", "mit_b0")
+    torch.manual_seed(0)
+    pair = StudentPair(c, v, get_method(method)(c, v, options_for(method, options)), K)
+    with torch.no_grad():
+        losses = pair.losses(*batch(3))
+    shares = {"cnn_teaches_pixels", "cnn_teaches_regions"}
+    assert (shares <= set(losses)) == reported and (not shares & set(losses)) == (not reported)

@@ -7,10 +7,13 @@ A case is a pair (``PAIR_CASES``: built and prepared as ``build_run`` does) or o
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 from cotrain.bench.memory import PeakMemory
 from cotrain.bench.settings import PAIR_CASES, Settings, case_config
+from cotrain.bench.stats import interleave
+from cotrain.estimate import CASES
 
 
 class SoloStudent:
@@ -87,10 +90,12 @@ def synthetic_batch(settings: Settings, device_type: str, seed: int = 0):
 
 
 def measure_case(settings: Settings, case: str) -> dict:
-    """Run in a fresh process: build ``case``, warm up, time ``settings.steps`` steps; return times and memory."""
-    import torch
+    """Build ``case``, warm up, time ``settings.steps`` steps; return the times (warm-up ones apart) and memory.
 
-    from cotrain.engine.loop import training_step
+    For memory, run it in a fresh process (its RSS high-water mark is the case's own); on CUDA the
+    allocator's peak is the case's own in any process.
+    """
+    import torch
 
     torch.manual_seed(0)
     run = _build_case(settings, case)
@@ -98,19 +103,57 @@ def measure_case(settings: Settings, case: str) -> dict:
     run.model.train()
     memory = PeakMemory(run.device.type)
     memory.start()
-    times = []
-    for index in range(settings.warmup + settings.steps):
-        start = time.perf_counter()
-        losses = training_step(run, images, target)
-        if run.device.type == "cuda":
-            torch.cuda.synchronize()
-        if index >= settings.warmup:
-            times.append(time.perf_counter() - start)
+    warmup = [timed_step(run, images, target) for _ in range(settings.warmup)]
+    times = [timed_step(run, images, target) for _ in range(settings.steps)]
+    check_finite_losses(run, images, target, case)
+    peak, absolute = memory.peak()
+    return {"times": times, "warmup_times": warmup, "peak_mem_mb": peak, "peak_rss_mb": absolute}
+
+
+def timed_step(run, images, target) -> float:
+    """Seconds of one real training step (the device synchronised at its end)."""
+    import torch
+
+    from cotrain.engine.loop import training_step
+    start = time.perf_counter()
+    training_step(run, images, target)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def check_finite_losses(run, images, target, case: str) -> None:
+    """One more step; fail naming ``case`` when its loss is not finite (the timings would mean nothing)."""
+    from cotrain.engine.loop import training_step
+    losses = training_step(run, images, target)
     total = sum(float(v.detach()) for k, v in losses.items() if k in run.optimizers)
     if not math.isfinite(total):
         raise RuntimeError(f"case {case}: non-finite loss {total}")
-    peak, absolute = memory.peak()
-    return {"times": times, "peak_mem_mb": peak, "peak_rss_mb": absolute}
+
+
+def measure_rounds(settings: Settings, cases: tuple[str, ...] = CASES) -> dict[str, list[list[float]]]:
+    """Every case built once in this process, then ``settings.repeats`` interleaved rounds of
+    ``settings.steps`` timed steps each (``stats.interleave``); per case, one list of step times per round."""
+    import torch
+
+    torch.manual_seed(0)
+    runs = {case: _build_case(settings, case) for case in cases}
+    device = next(iter(runs.values())).device.type
+    images, target = synthetic_batch(settings, device)
+    for case, run in runs.items():
+        run.model.train()
+        for _ in range(settings.warmup):
+            timed_step(run, images, target)
+
+    def log_round(index: int, times: dict[str, list[float]]) -> None:
+        medians = "  ".join(f"{case} {statistics.median(t):.4f}" for case, t in times.items())
+        print(f"  round {index + 1}/{settings.repeats}: {medians}", flush=True)
+
+    out = interleave(cases, settings.repeats, settings.steps, lambda case: timed_step(runs[case], images, target),
+                     log_round)
+    for case, run in runs.items():
+        check_finite_losses(run, images, target, case)
+    return out
 
 
 def measure_eval(settings: Settings) -> dict[str, float]:

@@ -1,34 +1,43 @@
-"""The benchmark driver: every step case in fresh processes, rotated over repeats; then loader and eval throughput."""
+"""The benchmark driver: peak memory per case in fresh processes, step times in interleaved rounds in one
+process (ratios with 95 % intervals, ``stats``); then loader and eval throughput."""
 from __future__ import annotations
 
 import multiprocessing
 import statistics
+from dataclasses import replace
 
-from cotrain.bench.cases import measure_case, measure_eval
+from cotrain.bench.cases import measure_case, measure_eval, measure_rounds
 from cotrain.bench.settings import Settings, case_config
+from cotrain.bench.stats import Ratio, ratio_interval, round_ratios
 from cotrain.estimate import CASES
+
+MEMORY_STEPS = 2  # timed steps of the memory pass (its peak comes with the first steps)
 
 
 def run_benchmark(settings: Settings, log=print) -> list[dict]:
-    """Every step case (interleaved over ``repeats``), then loader and evaluation throughput; one row each."""
-    results: dict[str, list[dict]] = {case: [] for case in CASES}
-    for repeat in range(settings.repeats):
-        order = CASES[repeat % len(CASES):] + CASES[:repeat % len(CASES)]
-        order = order[::-1] if repeat % 2 else order
-        for case in order:
-            result = _in_fresh_process(measure_case, settings, case)
-            results[case].append(result)
-            log(f"  [{repeat + 1}/{settings.repeats}] {case:<13} median {statistics.median(result['times']):.4f} s  "
-                f"peak +{result['peak_mem_mb']:.0f} MiB")
-    rows = [_step_row(case, results[case], settings) for case in CASES]
+    """Peak memory of every case (one fresh process each), step times over ``repeats`` interleaved rounds
+    (one process holding every case), then loader and evaluation throughput; one row each."""
+    memory = {}
+    for case in CASES:
+        memory[case] = _in_fresh_process(measure_case, replace(settings, steps=MEMORY_STEPS), case)
+        log(f"  memory {case:<13} peak +{memory[case]['peak_mem_mb']:.0f} MiB")
+    log(f"  step times: {settings.repeats} rounds x {settings.steps} steps per case, cases interleaved")
+    rounds = _in_fresh_process(measure_rounds, settings)
+    rows = [_step_row(case, rounds[case], memory[case], settings) for case in CASES]
     vanilla = rows[CASES.index("vanilla_pair")]
     for row in rows:
-        row["step_ratio_vs_vanilla"] = row["step_s_median"] / vanilla["step_s_median"]
+        ratio = ratio_interval(round_ratios(rounds[row["case"]], rounds["vanilla_pair"]))
+        row.update(_ratio_columns(ratio))
         row["mem_ratio_vs_vanilla"] = row["peak_mem_mb"] / vanilla["peak_mem_mb"] if vanilla["peak_mem_mb"] else None
     rows.append(_loader_row(settings, rows[CASES.index("hfd_bsd")]["step_s_median"]))
     for name, rate in _in_fresh_process(measure_eval, settings).items():
         rows.append({"case": name, "images_per_s": rate, "note": _eval_note(name, settings)})
     return rows
+
+
+def _ratio_columns(ratio: Ratio) -> dict:
+    return {"step_ratio_vs_vanilla": ratio.value, "step_ratio_ci95_low": ratio.low,
+            "step_ratio_ci95_high": ratio.high, "rounds": ratio.rounds}
 
 
 def _in_fresh_process(fn, *args):
@@ -37,13 +46,12 @@ def _in_fresh_process(fn, *args):
         return pool.apply(fn, args)
 
 
-def _step_row(case: str, results: list[dict], settings: Settings) -> dict:
-    times = [t for r in results for t in r["times"]]
+def _step_row(case: str, rounds: list[list[float]], memory: dict, settings: Settings) -> dict:
+    times = [t for r in rounds for t in r]
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     median = statistics.median(times)
     return {"case": case, "step_s_median": median, "step_s_min": min(times), "step_s_iqr": q[2] - q[0],
-            "steps_timed": len(times), "peak_mem_mb": statistics.median(r["peak_mem_mb"] for r in results),
-            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results),
+            "steps_timed": len(times), "peak_mem_mb": memory["peak_mem_mb"], "peak_rss_mb": memory["peak_rss_mb"],
             "images_per_s": settings.batch / median, "note": ""}
 
 

@@ -12,19 +12,24 @@ PAIR_CASES = {
     "hfd_bsd": {"method": "ours", "hfd": True, "bsd_region": True, "bsd_pixel": True},
 }
 COLUMNS = ("case", "step_s_median", "step_s_min", "step_s_iqr", "steps_timed", "peak_mem_mb", "peak_rss_mb",
-           "step_ratio_vs_vanilla", "mem_ratio_vs_vanilla", "images_per_s", "note")
+           "step_ratio_vs_vanilla", "step_ratio_ci95_low", "step_ratio_ci95_high", "rounds", "mem_ratio_vs_vanilla",
+           "images_per_s", "note")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """One benchmark: the pair, input size, batch, and how long to measure."""
+    """One benchmark: the pair, input size, batch, and how long to measure.
+
+    ``repeats`` interleaved rounds of ``steps`` timed steps per case (``stats``): the ratios' 95 %
+    intervals come from the rounds, so more rounds narrow them.
+    """
 
     pair: str = "mobilenet_v2+mit_b1"
     size: int = 128
     batch: int = 4
-    steps: int = 20
+    steps: int = 3
     warmup: int = 3
-    repeats: int = 2
+    repeats: int = 10
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
@@ -41,7 +46,7 @@ class Settings:
         return cnn, vit
 
 
-SMOKE = {"pair": "mobilenet_v2+mit_b0", "size": 64, "batch": 2, "steps": 3, "warmup": 1, "repeats": 1,
+SMOKE = {"pair": "mobilenet_v2+mit_b0", "size": 64, "batch": 2, "steps": 2, "warmup": 1, "repeats": 3,
          "eval_images": 2, "loader_batches": 2}
 
 

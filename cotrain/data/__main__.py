@@ -15,24 +15,48 @@ from cotrain.data.sbd import prepare_sbd
 EXIT_PROBLEMS = 2
 
 
+REQUIRED_SPLITS = ("train", "val")  # what every run reads; other splits (test) may be absent
+
+
 def check(args: argparse.Namespace) -> int:
-    """Open every file of one split; print one line per faulty file (kind, path, reason), then a count per kind."""
-    if args.split not in get_spec(args.dataset).splits:
-        print(f"error: --split {args.split!r} is invalid for {args.dataset}; allowed: "
-              f"{', '.join(get_spec(args.dataset).splits)}", file=sys.stderr)
+    """Open every file of every split (or of ``--split``); print one line per faulty file (kind, path, reason),
+    then a count per kind. A split other than train/val that is absent is skipped with a note."""
+    splits = get_spec(args.dataset).splits
+    if args.split is not None and args.split not in splits:
+        print(f"error: --split {args.split!r} is invalid for {args.dataset}; allowed: {', '.join(splits)}",
+              file=sys.stderr)
         return EXIT_PROBLEMS
-    try:
-        dataset = get_dataset(args.dataset, args.root, args.split, check=False)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    problems = scan_dataset(dataset)
+    errors: list[str] = []
+    problems, checked = [], []  # checked: (pairs, split)
+    for split in [args.split] if args.split else splits:
+        try:
+            dataset = get_dataset(args.dataset, args.root, split, check=False)
+        except DataError as error:
+            _absent(split, str(error), args.split is None, errors)
+            continue
+        if not dataset.files and split not in REQUIRED_SPLITS and args.split is None:
+            print(f"note: {args.dataset} has no {split} split here; skipped")
+            continue
+        problems += scan_dataset(dataset)
+        checked.append((len(dataset), split))
+    for line in dict.fromkeys(errors):
+        print(f"error: {line}", file=sys.stderr)
     for line in [*map(str, problems), *summarise(problems)]:
         print(line)
-    if problems:
+    if problems or errors:
         return EXIT_PROBLEMS
-    print(f"OK: {len(dataset)} {args.dataset} {args.split} pairs checked, no problems")
+    (first, first_split), rest = checked[0], checked[1:]
+    others = "".join(f", {n} {split} pairs" for n, split in rest)
+    print(f"OK: {first} {args.dataset} {first_split} pairs{others} checked, no problems")
     return 0
+
+
+def _absent(split: str, error: str, every_split: bool, errors: list[str]) -> None:
+    """A split that cannot be listed: an error for train/val (or a split asked for), else a note."""
+    if split in REQUIRED_SPLITS or not every_split:
+        errors.append(error)
+    else:
+        print(f"note: {split} split skipped: {error}")
 
 
 def prepare(args: argparse.Namespace) -> int:
@@ -69,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     names = sorted(DATASETS)
 
-    p = commands.add_parser("check", help="scan a split for missing, unreadable or malformed files")
+    p = commands.add_parser("check", help="scan every split for missing, unreadable or malformed files")
     p.add_argument("--dataset", required=True, choices=names)
     p.add_argument("--root", help="dataset root (optional for builtin)")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default=None, help="check only this split (default: every split)")
     p.set_defaults(run=check)
 
     p = commands.add_parser("prepare-sbd", help="convert SBD .mat files into SegmentationClassAug + trainaug.txt")

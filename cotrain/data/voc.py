@@ -61,15 +61,19 @@ def read_ids(path: Path) -> list[str]:
     return [line.split()[0] for line in require_file(path, "split file").read_text().splitlines() if line.strip()]
 
 
+def has_trainaug(base: Path) -> bool:
+    """Whether ``prepare-sbd`` built trainaug under the ``VOC2012``-like directory ``base`` (see ``find_voc_root``)."""
+    return (base / "ImageSets" / "Segmentation" / "trainaug.txt").is_file() and (base / "SegmentationClassAug").is_dir()
+
+
 class VOCSegmentation(SegmentationDataset):
     """VOC-layout reader; ``split="train"`` prefers ``trainaug`` when it was prepared."""
 
     def list_files(self, root: Path, split: str) -> list[Pair]:
         base = find_voc_root(root)
         split_dir, mask_dir = base / "ImageSets" / "Segmentation", base / "SegmentationClass"
-        aug_dir = base / "SegmentationClassAug"
-        if split == "train" and (split_dir / "trainaug.txt").is_file() and aug_dir.is_dir():
-            split, mask_dir = "trainaug", aug_dir
+        if split == "train" and has_trainaug(base):
+            split, mask_dir = "trainaug", base / "SegmentationClassAug"
         ids = read_ids(split_dir / f"{split}.txt")
         if split == "train" and self.spec.name == "voc":  # the built-in set shares this reader, not trainaug
             log.warning(

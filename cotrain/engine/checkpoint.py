@@ -4,15 +4,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
 from cotrain.models.checkpoint import CHECKPOINT_FILE, CheckpointError, load_state, student_from_state
 
-__all__ = ["CHECKPOINT_FILE", "CheckpointError", "atomic_copy", "atomic_torch_save", "load_pair_from_checkpoint",
-           "load_state", "remove_stale_temps"]
+__all__ = ["CHECKPOINT_FILE", "SCRATCH_DIR", "CheckpointError", "atomic_copy", "atomic_torch_save",
+           "atomic_write_text", "load_pair_from_checkpoint", "load_state", "naming", "remove_stale_scratch",
+           "remove_stale_temps", "scratch_folder"]
+
+SCRATCH_DIR = ".checkpoint-tmp"  # inside a run's folder: where each epoch's checkpoint is written before its copy
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -28,18 +32,53 @@ def atomic_copy(source: Path, path: Path) -> None:
     _atomic_write(Path(path), copy)
 
 
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as the checkpoints are written."""
+    _atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())  # the data is on disk before the rename makes it visible
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An ``OSError`` raised while writing ``path`` names it (a failed ``write()`` carries no file name, and a
+    temporary file's name means nothing to the user)."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())  # the data is on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as exc:
+        if exc.errno is None or exc.filename == str(path):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
+@contextmanager
+def scratch_folder(root: Optional[Path]) -> Iterator[str]:
+    """A new empty folder for one checkpoint, removed after use: under ``root`` (a run's ``SCRATCH_DIR``) when
+    given, so that a save killed half-way leaves its files in the run's folder (``remove_stale_scratch`` deletes
+    them at the next start) and never in ``$TMPDIR``; else in ``$TMPDIR``."""
+    if root is not None:
+        with naming(root):
+            root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix="epoch-") as folder:
+        yield folder
+
+
+def remove_stale_scratch(root: Path) -> None:
+    """Delete what killed saves left in ``root`` (a run's ``SCRATCH_DIR``); call before the run saves again."""
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def remove_stale_temps(folder: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import random
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,11 +19,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cotrain.config import TrainConfig
-from cotrain.engine.checkpoint import CHECKPOINT_FILE, CheckpointError, atomic_torch_save, load_state
+from cotrain.engine.checkpoint import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    atomic_torch_save,
+    load_state,
+    remove_stale_scratch,
+    scratch_folder,
+)
 from cotrain.engine.data import build_eval_data, build_train_data
 from cotrain.engine.faults import inject as inject_faults
 from cotrain.engine.metrics import ConfusionMatrix
 from cotrain.engine.optim import build_optimizers
+from cotrain.models.checkpoint import check_init_source, load_students_into
 from cotrain.pair import SIDES, StudentPair, build_pair
 
 Report = Callable[[dict, Optional[str]], None]
@@ -86,7 +93,17 @@ def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
               list(spec.classes), device)
     if resume_from:
         restore(run, Path(resume_from))
+    elif cfg.init_from:
+        init_students(run, cfg.init_from)
     return run
+
+
+def init_students(run: Run, path: str) -> None:
+    """Start both students from another run's checkpoint (``init_from``): weights only, the optimisers and
+    schedules start afresh, as fine-tuning from pre-trained students does."""
+    state = load_state(Path(path))
+    check_init_source(state, path, run.cfg.cnn, run.cfg.vit, run.pair.num_classes, run.cfg.aspp_rates)
+    load_students_into(run.pair.cnn, run.pair.vit, state)
 
 
 def prepare_pair(pair: StudentPair, cfg: TrainConfig, device: torch.device) -> StudentPair:
@@ -176,6 +193,7 @@ def train_one_epoch(run: Run, epoch: int, log: Callable[[str], None] = print) ->
     tick = start
     for step, (images, target) in enumerate(run.train_loader, start=1):
         data_wait += time.perf_counter() - tick
+        run.pair.kd_weight = kd_ramp(cfg.kd_warmup_epochs, epoch, step, total)
         losses = training_step(run, images, target)
         for key, value in losses.items():
             sums[key] = sums.get(key, 0) + value.detach()
@@ -188,8 +206,18 @@ def train_one_epoch(run: Run, epoch: int, log: Callable[[str], None] = print) ->
     elapsed = time.perf_counter() - start
     means = {k: float(v) / total for k, v in sums.items() if k not in SIDES}
     means.update(loss_cnn=float(sums["cnn"]) / total, loss_vit=float(sums["vit"]) / total,
-                 epoch_time_s=elapsed, step_time_s=elapsed / total, data_wait_frac=data_wait / elapsed)
+                 epoch_time_s=elapsed, step_time_s=elapsed / total, data_wait_frac=data_wait / elapsed,
+                 kd_weight=run.pair.kd_weight)
     return means
+
+
+def kd_ramp(warmup_epochs: float, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """The KD parts' weight at a step: 0 at the first step, rising linearly to 1 after ``warmup_epochs``
+    (this project's warm-up, docs/method.md; 0 epochs: always 1, the paper's form)."""
+    if warmup_epochs <= 0:
+        return 1.0
+    done = (epoch - 1) + (step - 1) / steps_per_epoch  # epochs finished before this step
+    return min(1.0, done / warmup_epochs)
 
 
 def training_step(run: Run, images: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -262,8 +290,14 @@ def evaluate(run: Run) -> dict:
 
 def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
         wrap: Callable[[nn.Module], nn.Module] = lambda m: m, is_main: bool = True,
-        log: Callable[[str], None] = print, distributed: bool = False) -> dict:
-    """Train for ``cfg.epochs``; after each epoch evaluate, checkpoint and ``report``. Returns the last metrics."""
+        log: Callable[[str], None] = print, distributed: bool = False, scratch: Optional[Path] = None) -> dict:
+    """Train for ``cfg.epochs``; after each epoch evaluate, checkpoint and ``report``. Returns the last metrics.
+
+    ``scratch``: a folder of the run's own (``checkpoint.SCRATCH_DIR``) where each checkpoint is written before
+    ``report`` copies it; what a killed save left there is removed now. None: ``$TMPDIR``.
+    """
+    if scratch is not None and is_main:
+        remove_stale_scratch(scratch)
     run = build_run(cfg, resume_from, wrap, distributed)
     # After a resume Tune may have started the trial's result.json afresh: the first report carries
     # the earlier epochs (``history``) so the learning curves keep them.
@@ -281,8 +315,10 @@ def fit(cfg: TrainConfig, report: Report, resume_from: Optional[str] = None,
         log(f"epoch {epoch}/{cfg.epochs}  mIoU CNN {metrics['miou_cnn']:.2f}  ViT {metrics['miou_vit']:.2f}  "
             f"({metrics['eval_split']}, {metrics['eval_protocol']})")
         run.history.append(scalars(metrics))
-        with tempfile.TemporaryDirectory() as folder:
+        with scratch_folder(scratch) if is_main else nullcontext(None) as folder:
             if is_main:
                 save(run, epoch, Path(folder), metrics)
-            report({**metrics, **(earlier if epoch == run.start_epoch else {})}, folder if is_main else None)
+            report({**metrics, **(earlier if epoch == run.start_epoch else {})}, folder)
+    if scratch is not None and is_main:
+        remove_stale_scratch(scratch)  # empty by now: no trace of the scratch folder once the run is done
     return metrics

@@ -5,6 +5,7 @@ from cotrain.losses.basic import (
     hfd_loss,
     kl_from_log_probs,
     kl_map,
+    kl_student_first_from_log_probs,
     log_probs,
     masked_mean,
     masked_mean_per_image,
@@ -23,7 +24,8 @@ from cotrain.losses.bsd import (
 )
 
 __all__ = ["bsd_pixel_loss", "bsd_region_loss", "ce_loss", "cosine_distance_map", "hfd_loss",
-           "kl_from_log_probs", "kl_map", "log_probs", "masked_mean", "nll_map", "masked_mean_per_image",
+           "kl_from_log_probs", "kl_map", "kl_student_first_from_log_probs", "log_probs", "masked_mean", "nll_map",
+           "masked_mean_per_image",
            "pixel_ce_map", "pixel_teacher_mask",
            "pixel_terms", "pixel_terms_from_log_probs", "region_ce",
            "region_teacher_mask", "region_terms"]

@@ -60,6 +60,12 @@ def kl_from_log_probs(log_t: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
     return (log_t.exp() * (log_t - log_s)).sum(dim=1)
 
 
+def kl_student_first_from_log_probs(log_t: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
+    """Per-pixel KL(p_s ‖ p_t) = Σ_k p_s (log p_s − log p_t), the teacher's detached: the student's own
+    distribution first, as the ICCV paper's Eq. 4-5 write it. Same arguments as ``kl_from_log_probs``."""
+    return (log_s.exp() * (log_s - log_t.detach())).sum(dim=1)
+
+
 def cosine_distance_map(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """1 − cos along channels, teacher detached. (N, C, h, w), (N, C, h, w) -> (N, h, w)."""
     return 1.0 - F.cosine_similarity(student.float(), teacher.detach().float(), dim=1, eps=1e-8)

@@ -18,6 +18,20 @@ def kd_kl_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, valid
     return temperature ** 2 * masked_mean(kl_map(teacher_logits, student_logits, temperature), valid)
 
 
+def class_mean_kl_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, valid: torch.Tensor,
+                       temperature: float = 1.0) -> torch.Tensor:
+    """IFVD's pixel KD: ``kd_kl_loss`` divided by the number of classes K.
+
+    The IFVD reference's ``CriterionKD`` is ``nn.KLDivLoss()`` with its default mean reduction, which averages
+    the terms p_t (log p_t − log p_s) over classes as well as pixels: the per-pixel KL / K (docs/method.md, "IFVD").
+
+    Args:
+        teacher_logits, student_logits: (N, K, H, W).
+        valid: (N, H, W) bool, non-ignored pixels.
+    """
+    return kd_kl_loss(teacher_logits, student_logits, valid, temperature) / student_logits.shape[1]
+
+
 def mean_ensemble(logits: list[torch.Tensor]) -> torch.Tensor:
     """The plain average of the students' logits, detached. Each (N, K, H, W) -> (N, K, H, W)."""
     return torch.stack([z.detach().float() for z in logits]).mean(dim=0)

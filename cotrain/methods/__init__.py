@@ -13,13 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cotrain.methods import dml, ifvd, kdcl, offline_kd, ours, vanilla  # noqa: F401  (declarations, no torch)
-from cotrain.methods.options import LogitKDOptions, NoOptions, TemperatureOption
+from cotrain.methods.options import LogitKDOptions, NoOptions, TeacherOptions, TemperatureOption
 from cotrain.methods.registry import (
     METHODS,
     MethodEntry,
     declare_method,
     get_method,
     method_entry,
+    needs_teachers,
     option_fields,
     options_for,
     register_method,
@@ -28,8 +29,9 @@ from cotrain.methods.registry import (
 if TYPE_CHECKING:
     from cotrain.methods.base import Method, PairContext
 
-__all__ = ["METHODS", "LogitKDOptions", "Method", "MethodEntry", "NoOptions", "PairContext", "TemperatureOption",
-           "declare_method", "get_method", "method_entry", "option_fields", "options_for", "register_method"]
+__all__ = ["METHODS", "LogitKDOptions", "Method", "MethodEntry", "NoOptions", "PairContext", "TeacherOptions",
+           "TemperatureOption", "declare_method", "get_method", "method_entry", "needs_teachers", "option_fields",
+           "options_for", "register_method"]
 
 
 def __getattr__(name: str) -> Any:

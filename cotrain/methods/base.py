@@ -94,6 +94,12 @@ class Method(nn.Module):
         self.cnn_side = nn.ModuleDict()
         self.vit_side = nn.ModuleDict()
 
+    @property
+    def selects_teacher(self) -> bool:
+        """Whether this method, with its options, lets the better student teach per pixel or region (BSD). Only
+        then does a step report ``cnn_teaches_pixels``/``cnn_teaches_regions`` (the distillation-direction figure)."""
+        return False
+
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Return (KD part of L^C, KD part of L^V, named terms) for one step."""
         raise NotImplementedError

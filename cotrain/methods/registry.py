@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Mapping, Optional, TypeVar, Union
 
 from cotrain.methods.options import NoOptions
 
@@ -88,6 +88,17 @@ def options_for(method: str, values: dict[str, Any]) -> Any:
     options = method_entry(method).Options
     names = {f.name for f in dataclasses.fields(options)}
     return options(**{k: v for k, v in values.items() if k in names})
+
+
+def needs_teachers(values: Mapping[str, Any]) -> bool:
+    """Whether a run (a config dict, or a sweep cell merged over its base config) needs frozen Vanilla teachers.
+
+    True for ``offline_kd`` and for ``ifvd`` in its offline mode (the default): the runs a staged sweep
+    must hand ``teacher_cnn``/``teacher_vit`` from its Vanilla stage. Keys ``values`` lacks take the method's
+    option defaults; without a ``method`` key it is False. Each method declares it (``Options.needs_teachers``).
+    """
+    method = values.get("method")
+    return method is not None and options_for(method, dict(values)).needs_teachers()
 
 
 def method_entry(name: str) -> MethodEntry:

@@ -47,6 +47,29 @@ def student_from_state(state: dict[str, Any], side: str) -> Student:
     config, num_classes = state["config"], state["num_classes"]
     rates = parse_rates(config.get("aspp_rates") or "") or ASPP_RATES_OS16
     student = build_student(side, config[side], num_classes, None, rates)
-    prefix = f"{side}."
-    student.load_state_dict({k[len(prefix):]: v for k, v in state["pair"].items() if k.startswith(prefix)})
+    student.load_state_dict(side_state(state, side))
     return student
+
+
+def side_state(state: dict[str, Any], side: str) -> dict[str, Any]:
+    """The state dict of one student (``cnn`` or ``vit``) inside a checkpoint's pair."""
+    prefix = f"{side}."
+    return {k[len(prefix):]: v for k, v in state["pair"].items() if k.startswith(prefix)}
+
+
+def check_init_source(state: dict[str, Any], path: str, cnn: str, vit: str, num_classes: int,
+                      aspp_rates: str) -> None:
+    """A checkpoint that ``init_from`` names must hold the run's students: same encoders, classes, ASPP rates."""
+    saved = state["config"]
+    wanted = {"cnn": cnn, "vit": vit, "aspp_rates": aspp_rates}
+    for key, value in wanted.items():
+        if saved.get(key, value) != value:
+            raise CheckpointError(f"init_from={path} holds {key}={saved.get(key)!r}, the run has {key}={value!r}")
+    if state["num_classes"] != num_classes:
+        raise CheckpointError(f"init_from={path} has num_classes={state['num_classes']}, the run has {num_classes}")
+
+
+def load_students_into(cnn: Student, vit: Student, state: dict[str, Any]) -> None:
+    """Copy a checkpoint's two students into ``cnn`` and ``vit`` (a method's own modules are left as built)."""
+    for side, student in (("cnn", cnn), ("vit", vit)):
+        student.load_state_dict(side_state(state, side))

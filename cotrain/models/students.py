@@ -57,10 +57,25 @@ class Student(nn.Module):
         """Run encoder, decoder and head once; (N, 3, H, W) -> StudentOutput."""
         features = self.model.encoder(images)
         decoded = self.model.decoder(features)
-        logits = self.model.segmentation_head(decoded)
-        if logits.shape[-2:] != images.shape[-2:]:
-            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        logits = self.head(decoded, images.shape[-2:])
         return StudentOutput(logits, features[LOW_INDEX], features[MID_INDEX], features[-1], decoded)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Evaluation logits (N, K, H, W), fp32: encoder and decoder under the caller's autocast, the head without.
+
+        docs/method.md, "Evaluation": a bf16 head rounds the logits to 8 significant bits before any later cast
+        to fp32, so close calls of the argmax would be decided by the rounding.
+        """
+        decoded = self.model.decoder(self.model.encoder(images))
+        with torch.autocast(decoded.device.type, enabled=False):
+            return self.head(decoded.float(), images.shape[-2:])
+
+    def head(self, decoded: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        """The segmentation head on decoder features, upsampled to ``size`` (H, W) -> (N, K, H, W)."""
+        logits = self.model.segmentation_head(decoded)
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits
 
     def run_stride8_stage(self, low: torch.Tensor, *, frozen: bool) -> torch.Tensor:
         """This student's stride-8 stage on any (N, C1, H/4, W/4) tensor -> (N, C2, H/8, W/8).
@@ -109,9 +124,12 @@ def load_local_weights(model: nn.Module, path: Path) -> None:
         raise ValueError(f"weights file {path} does not exist; pass 'imagenet', None or an existing state-dict file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise ValueError(f"weights file {path} is not a readable state dict ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # torch raises several types for corrupt files; its messages span lines
+        raise ValueError(f"weights file {path} is not a readable state dict ({type(exc).__name__}; only tensors "
+                         "and plain containers are read, pickled objects are refused)") from exc
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     # ImageNet checkpoints carry a classifier the encoder does not have.
     encoder_state = {k: v for k, v in state.items() if not k.startswith(("head.", "classifier.", "fc."))}
     for target, candidate in ((model.encoder, encoder_state), (model, state)):

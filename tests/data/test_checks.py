@@ -79,3 +79,25 @@ def test_subprocess_exit_code(voc_root):
     run = subprocess.run([sys.executable, "-m", "cotrain.data", "check", "--dataset", "voc", "--root", str(root)],
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 2 and "missing mask: 1 file(s)" in run.stdout
+
+
+def test_every_split_is_checked_by_default(voc_root, make, capsys):
+    """Issue #25: a broken mask in ``val`` was missed (only ``train`` was checked) and the check said OK."""
+    root, _ = voc_root
+    bad = root / BASE / "SegmentationClass" / "2009_000005.png"  # a val mask
+    make.palette_png(bad, np.full((make.H, make.W), 30))
+    assert main(["check", "--dataset", "voc", "--root", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert f"bad label values: {bad}: label value 30 is outside 0..20 and 255" in out and "OK" not in out
+    assert main(["check", "--dataset", "voc", "--root", str(root), "--split", "train"]) == 0  # one split, as asked
+    assert "OK: 3 voc train pairs checked, no problems" in capsys.readouterr().out
+
+
+def test_clean_data_reports_each_split_and_skips_an_absent_test_split(camvid_root, make, capsys):
+    rng = np.random.default_rng(2)
+    make.image(camvid_root / "val" / "0016E5_07959.png", rng)
+    make.grey_png(camvid_root / "valannot" / "0016E5_07959.png", rng.integers(0, 12, (make.H, make.W)))
+    assert main(["check", "--dataset", "camvid", "--root", str(camvid_root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "OK: 2 camvid train pairs, 1 val pairs checked, no problems", lines
+    assert any(line.startswith("note: ") and "test" in line for line in lines), lines

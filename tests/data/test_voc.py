@@ -86,3 +86,31 @@ def test_construction_fails_fast_on_missing_mask_and_split(voc_root):
     shutil.rmtree(root / "VOC2012" / "JPEGImages")
     with pytest.raises(DataError, match="JPEGImages"):
         get_dataset("voc", root, "train")
+
+
+def test_paper_preset_on_voc_without_trainaug_refuses_to_start(voc_root, tmp_path, capsys):
+    """The paper's VOC numbers are trained on trainaug's 10,582 images: no silent 1,464-image run."""
+    from cotrain.train import main
+    root, _ = voc_root
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as info:
+        main(["--preset", "paper", "--dataset", "voc", "--data-root", str(root), "--device", "cpu", "--out", str(out),
+              "--direct"])
+    assert info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "preset=paper on voc" in err[0] and "python -m cotrain.data prepare-sbd" in err[0], err
+    assert "--allow-voc-train-only" in err[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_paper_preset_on_voc_starts_with_trainaug_or_the_explicit_flag(voc_root, make):
+    from cotrain.cli import check_paper_voc
+    from cotrain.config import ConfigError, resolve
+    root, labels = voc_root
+    paper = {"dataset": "voc", "data_root": str(root)}
+    with pytest.raises(ConfigError, match="prepare-sbd"):
+        check_paper_voc(resolve("paper", overrides=paper))
+    check_paper_voc(resolve("paper", overrides={**paper, "allow_voc_train_only": True}))
+    check_paper_voc(resolve("cpu", overrides=paper))  # only the paper preset claims the paper's data
+    write_trainaug(root, labels, make)
+    check_paper_voc(resolve("paper", overrides=paper))

@@ -136,3 +136,36 @@ def test_eval_size_resizes_whole_images_and_needs_the_resize_protocol():
     assert eval_protocol(cfg.replace(eval_size=None), get_spec("camvid")).size == (360, 480)
     with pytest.raises(ConfigError, match="eval_size=180x240 is invalid with eval_protocol=whole"):
         eval_protocol(cfg.replace(eval_protocol="whole"), get_spec("camvid"))
+
+
+# Two class logits 1 and 1 + 2^-9: fp32 keeps them apart, bf16 (8 significant bits, spacing 2^-7 at 1) makes them equal.
+NEAR_TIE = (1.0, 1.0 + 2.0 ** -9)
+
+
+def near_tie_pair():
+    """A real student pair whose heads put class 1 above class 0 by less than bf16 can represent, everywhere."""
+    from cotrain.pair import build_pair
+    torch.manual_seed(0)
+    pair = build_pair("mobilenet_v2", "mit_b0", 2, None, "vanilla").eval()
+    for student in (pair.cnn, pair.vit):
+        conv = student.model.segmentation_head[0]
+        torch.nn.init.zeros_(conv.weight)
+        conv.bias.data = torch.tensor(NEAR_TIE)
+    return pair
+
+
+@pytest.mark.parametrize("kind", ["whole", "sliding"])
+@torch.no_grad()
+def test_evaluation_head_runs_in_fp32_under_bf16_autocast(kind):
+    """docs/method.md, "Evaluation": casting bf16 logits to fp32 afterwards would keep the tie; the head must run
+    in fp32, so the argmax sees class 1 win by 2^-9."""
+    pair, images = near_tie_pair(), torch.randn(1, 3, 64, 96)
+    protocol = EvalProtocol(kind, window=64, stride=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        training_logits = pair.cnn(images).logits  # the training forward keeps autocast's dtype
+        logits = protocol.predict(lambda x: torch.cat(pair.predict(x), dim=1), images)
+    assert training_logits.dtype == torch.bfloat16 and torch.equal(training_logits[:, 0], training_logits[:, 1])
+    assert logits.dtype == torch.float32
+    for side in (logits[:, :2], logits[:, 2:]):
+        assert torch.equal(side.argmax(1), torch.ones_like(side[:, 0], dtype=torch.long))
+        torch.testing.assert_close(side[:, 1] - side[:, 0], torch.full_like(side[:, 0], 2.0 ** -9), rtol=0, atol=1e-6)

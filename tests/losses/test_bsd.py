@@ -333,3 +333,61 @@ def test_bsd_rejects_unknown_normalisation():
     z = logits_map([[(0.0, 1.0)]])
     with pytest.raises(ValueError, match="bsd_norm='pixel' is invalid"):
         bsd_pixel_loss(z, z, torch.zeros(1, 1, 1, dtype=torch.long), norm="pixel")
+
+
+# ---------------------------------------------------------------- BSD-P's KL direction (docs/method.md decision)
+
+def kl2_student_first(teacher: tuple[float, float], student: tuple[float, float]) -> float:
+    """KL(p_s ‖ p_t) of two 2-class softmaxes: Eq. 4-5 as written, the learning student's distribution first."""
+    return kl2(student, teacher)
+
+
+def test_pixel_bsd_is_teacher_first_by_default():
+    logits_c = logits_map([[CNN_GOOD, CNN_GOOD]])
+    logits_v = logits_map([[VIT_POOR, VIT_POOR]])
+    _, loss_v = bsd_pixel_loss(logits_c, logits_v, torch.zeros(1, 1, 2, dtype=torch.long))
+    close(loss_v, kl2(CNN_GOOD, VIT_POOR))
+    assert kl2(CNN_GOOD, VIT_POOR) != pytest.approx(kl2_student_first(CNN_GOOD, VIT_POOR))  # the two differ here
+
+
+def test_pixel_bsd_student_first_is_eq_4_and_5_as_written():
+    # (0,0): CNN better, so L_P^V there is KL(P^V ‖ P^C); (0,1): ViT better, so L_P^C is KL(P^C ‖ P^V).
+    logits_c = logits_map([[(2.0, 0.0), (0.0, 1.0)]])
+    logits_v = logits_map([[(0.0, 0.0), (3.0, 0.0)]])
+    target = torch.zeros(1, 1, 2, dtype=torch.long)
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, target, kl="student_first")
+    close(loss_c, kl2((0.0, 1.0), (3.0, 0.0)))
+    close(loss_v, kl2((0.0, 0.0), (2.0, 0.0)))
+
+
+def test_pixel_bsd_student_first_keeps_the_teacher_detached():
+    torch.manual_seed(0)
+    logits_c = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits_v = torch.randn(2, 3, 4, 4, requires_grad=True)
+    loss_c, loss_v = bsd_pixel_loss(logits_c, logits_v, torch.randint(0, 3, (2, 4, 4)), kl="student_first")
+    g_cc, g_cv = torch.autograd.grad(loss_c, (logits_c, logits_v), retain_graph=True, allow_unused=True)
+    g_vc, g_vv = torch.autograd.grad(loss_v, (logits_c, logits_v), allow_unused=True)
+    assert (g_cv is None or not g_cv.any()) and (g_vc is None or not g_vc.any())
+    assert g_cc.abs().sum() > 0 and g_vv.abs().sum() > 0
+
+
+def test_ours_bsd_kl_option_reaches_the_loss():
+    from cotrain.config import TrainConfig
+    from cotrain.methods import options_for
+    from cotrain.pair import build_pair
+    torch.manual_seed(0)
+    pair = build_pair("mobilenet_v2", "mit_b0", 3, None, "ours", hfd=False, bsd_region=False,
+                      bsd_kl="student_first").eval()
+    images, target = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    losses = pair.losses(images, target)
+    with torch.no_grad():
+        z_c, z_v = pair.predict(images)
+    p_c, p_v = torch.softmax(z_c, 1), torch.softmax(z_v, 1)
+    ce_c = torch.nn.functional.cross_entropy(z_c, target, reduction="none")
+    ce_v = torch.nn.functional.cross_entropy(z_v, target, reduction="none")
+    vit_teaches = ce_c >= ce_v
+    kl_c_v = (p_c * (p_c.log() - p_v.log())).sum(1)  # KL(P^C ‖ P^V), Eq. 4's L_P^C
+    close(losses["bsd_p_cnn"], float(kl_c_v[vit_teaches].mean()))
+    assert TrainConfig().bsd_kl == "teacher_first"
+    with pytest.raises(ValueError, match="bsd_kl"):
+        options_for("ours", {"bsd_kl": "symmetric"})

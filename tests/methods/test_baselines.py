@@ -10,7 +10,7 @@ import torch
 from cotrain.config import TrainConfig
 from cotrain.losses import log_probs
 from cotrain.losses.kd import ifv_map, kd_kl_loss, minlogit_ensemble, naive_ensemble
-from cotrain.methods import METHODS, get_method, options_for
+from cotrain.methods import METHODS, get_method, needs_teachers, options_for
 from cotrain.methods.base import PairContext
 from cotrain.models import StudentOutput
 from cotrain.pair import build_pair
@@ -187,24 +187,48 @@ def test_ifvd_last_features_by_hand_at_the_vit_grid():
     last_c = x["a"].repeat_interleave(2, 2).repeat_interleave(2, 3)
     logits = torch.zeros(1, 2, 4, 4)
     named = _terms("ifvd", _ctx(logits, logits, x["target"], last_c, x["b"]),
-                   ifvd_features="last", ifvd_weight=3.0, ifvd_kd_weight=0.0)
+                   ifvd_mode="mutual", ifvd_features="last", ifvd_weight=3.0, ifvd_kd_weight=0.0)
     assert named["kd_cnn"].item() == pytest.approx(3.0 * IFV_MSE, rel=1e-5)
     assert named["kd_vit"].item() == pytest.approx(3.0 * IFV_MSE, rel=1e-5)
 
 
-def test_ifvd_default_is_the_reference_objective_on_decoder_features():
-    """λ_ifv = 200 on the features before the classifier, plus λ_kd = 10 pixel-wise KD (IFVD's reference)."""
+def test_ifvd_mutual_is_the_reference_objective_on_decoder_features():
+    """λ_ifv = 200 on the features before the classifier, plus λ_kd = 10 on the class-mean KL (IFVD's reference)."""
     x = _ifvd_inputs()
     g = torch.Generator().manual_seed(0)
     z_c, z_v = torch.randn(1, 2, 4, 4, generator=g), torch.randn(1, 2, 4, 4, generator=g)
     # Encoder features with identical IFV maps: a default that read them would give an IFV term of 0.
     same = torch.ones(1, 2, 2, 2)
-    named = _terms("ifvd", _ctx(z_c, z_v, x["target"], same, same, decoded_c=x["a"], decoded_v=x["b"]))
+    named = _terms("ifvd", _ctx(z_c, z_v, x["target"], same, same, decoded_c=x["a"], decoded_v=x["b"]),
+                   ifvd_mode="mutual")
     valid = x["target"] != 255
+    # nn.KLDivLoss()'s mean runs over the K = 2 classes too: the per-pixel KL / 2.
     assert named["ifv_cnn"].item() == pytest.approx(IFV_MSE, rel=1e-5)
-    assert named["pkd_cnn"].item() == pytest.approx(kd_kl_loss(z_v, z_c, valid).item(), rel=1e-5)
+    assert named["pkd_cnn"].item() == pytest.approx(kd_kl_loss(z_v, z_c, valid).item() / 2, rel=1e-5)
     assert named["kd_cnn"].item() == pytest.approx(200 * IFV_MSE + 10 * named["pkd_cnn"].item(), rel=1e-5)
-    assert named["kd_vit"].item() == pytest.approx(200 * IFV_MSE + 10 * kd_kl_loss(z_c, z_v, valid).item(), rel=1e-5)
+    assert named["kd_vit"].item() == pytest.approx(200 * IFV_MSE + 10 * kd_kl_loss(z_c, z_v, valid).item() / 2,
+                                                   rel=1e-5)
+
+
+def test_ifvd_is_offline_by_default_and_needs_teachers():
+    """The ICCV paper counts IFVD with Offline KD among its offline methods (§4.1-4.2)."""
+    assert options_for("ifvd", {}).ifvd_mode == "offline" and TrainConfig().ifvd_mode == "offline"
+    assert needs_teachers({"method": "ifvd"}) and not needs_teachers({"method": "ifvd", "ifvd_mode": "mutual"})
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_needs_teachers_is_declared_by_each_method(method):
+    assert needs_teachers({"method": method}) == (method in ("offline_kd", "ifvd"))
+    assert needs_teachers(TrainConfig(method=method).to_dict()) == (method in ("offline_kd", "ifvd"))
+
+
+def test_needs_teachers_without_a_method_is_false():
+    assert not needs_teachers({}) and not needs_teachers({"ifvd_mode": "offline"})
+
+
+def test_ifvd_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="ifvd_mode"):
+        options_for("ifvd", {"ifvd_mode": "online"})
 
 
 def test_ifvd_rejects_unknown_features():
@@ -230,7 +254,7 @@ def teacher_ckpt(tmp_path_factory) -> str:
 
 
 def _pair(method: str, teacher_ckpt: str, **options):
-    if method == "offline_kd":
+    if needs_teachers({"method": method, **options}):
         options = {"teacher_cnn": teacher_ckpt, "teacher_vit": teacher_ckpt, **options}
     torch.manual_seed(1)
     return build_pair("mobilenet_v2", "mit_b0", K, None, method, **options)
@@ -272,14 +296,24 @@ def test_terms_finite_on_all_ignored_target(method, teacher_ckpt):
     assert all(torch.isfinite(p.grad).all() for p in pair.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("method", ["dml", "kdcl", "ifvd", "offline_kd"])
-def test_kd_terms_are_positive_on_a_real_batch(method, teacher_ckpt):
-    losses = _pair(method, teacher_ckpt).losses(*_batch())
+@pytest.mark.parametrize("method,options", [("dml", {}), ("kdcl", {}), ("ifvd", {}), ("ifvd", {"ifvd_mode": "mutual"}),
+                                            ("offline_kd", {})])
+def test_kd_terms_are_positive_on_a_real_batch(method, options, teacher_ckpt):
+    losses = _pair(method, teacher_ckpt, **options).losses(*_batch())
     assert losses["kd_cnn"] > 0 and losses["kd_vit"] > 0
 
 
-def test_offline_kd_teachers_are_frozen(teacher_ckpt):
-    pair = _pair("offline_kd", teacher_ckpt)
+def test_ifvd_mutual_gradient_isolation(teacher_ckpt):
+    pair = _pair("ifvd", teacher_ckpt, ifvd_mode="mutual").train()
+    assert not hasattr(pair.method, "teachers")
+    losses = pair.losses(*_batch())
+    losses["cnn"].backward()
+    assert _grads_zero(pair.parameters_of("vit")) and not _grads_zero(pair.parameters_of("cnn"))
+
+
+@pytest.mark.parametrize("method", ["offline_kd", "ifvd"])
+def test_offline_teachers_are_frozen(method, teacher_ckpt):
+    pair = _pair(method, teacher_ckpt)
     teachers = pair.method.teachers
     before = {k: v.clone() for k, v in teachers.state_dict().items()}  # buffers too: BN stats must not move
     trainable = {id(p) for side in ("cnn", "vit") for p in pair.parameters_of(side)}
@@ -332,3 +366,91 @@ def test_offline_kd_rejects_a_teacher_with_other_classes(tmp_path):
     ckpt = _save_vanilla(tmp_path / "five", num_classes=5)
     with pytest.raises(ValueError, match="predicts 5 classes"):
         build_pair("mobilenet_v2", "mit_b0", K, None, "offline_kd", teacher_vit=str(ckpt))
+
+
+# ---------------------------------------------------------------- IFVD against its reference, re-typed
+
+def reference_criterion_ifv(feat_s: torch.Tensor, feat_t: torch.Tensor, target: torch.Tensor,
+                            num_classes: int) -> torch.Tensor:
+    """IFVD's ``CriterionIFV`` (YukangWang/IFVD, utils/criterion.py), re-typed: 255 keeps its own feature."""
+    nn = torch.nn
+    size_f = (feat_s.shape[2], feat_s.shape[3])
+    tar_feat_s = nn.Upsample(size_f, mode="nearest")(target.unsqueeze(1).float()).expand(feat_s.size())
+    tar_feat_t = nn.Upsample(size_f, mode="nearest")(target.unsqueeze(1).float()).expand(feat_t.size())
+    center_feat_s, center_feat_t = feat_s.clone(), feat_t.clone()
+    for i in range(num_classes):
+        mask_feat_s = (tar_feat_s == i).float()
+        mask_feat_t = (tar_feat_t == i).float()
+        center_feat_s = (1 - mask_feat_s) * center_feat_s + mask_feat_s * (
+            (mask_feat_s * feat_s).sum(-1).sum(-1) / (mask_feat_s.sum(-1).sum(-1) + 1e-6)).unsqueeze(-1).unsqueeze(-1)
+        center_feat_t = (1 - mask_feat_t) * center_feat_t + mask_feat_t * (
+            (mask_feat_t * feat_t).sum(-1).sum(-1) / (mask_feat_t.sum(-1).sum(-1) + 1e-6)).unsqueeze(-1).unsqueeze(-1)
+    cos = nn.CosineSimilarity(dim=1)
+    return nn.MSELoss()(cos(feat_s, center_feat_s), cos(feat_t, center_feat_t))
+
+
+def reference_criterion_kd(pred: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """IFVD's ``CriterionKD`` (utils/criterion.py), re-typed: ``nn.KLDivLoss()`` with its default mean."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that "mean" divides by the classes too: the point here
+        return torch.nn.KLDivLoss()(torch.nn.functional.log_softmax(pred, dim=1),
+                                    torch.nn.functional.softmax(soft, dim=1))
+
+
+def test_ifvd_offline_matches_the_reference_with_the_other_architectures_frozen_teacher(teacher_ckpt):
+    """λ_ifv·CriterionIFV + λ_kd·CriterionKD (networks/kd_model.py), student = ours, teacher = the checkpoint's
+    student of the other architecture; all pixels valid, where the reference's mean and ours agree."""
+    from cotrain.models.checkpoint import load_student
+    pair = _pair("ifvd", teacher_ckpt).eval()
+    images, target = _batch()
+    target = torch.where(target == 255, torch.zeros_like(target), target)
+    losses = pair.losses(images, target)
+    t_vit, t_cnn = load_student(teacher_ckpt, "vit")[0].eval(), load_student(teacher_ckpt, "cnn")[0].eval()
+    with torch.no_grad():
+        s_c, s_v, o_tv, o_tc = pair.cnn(images), pair.vit(images), t_vit(images), t_cnn(images)
+    for student, teacher, side in ((s_c, o_tv, "cnn"), (s_v, o_tc, "vit")):
+        ifv = reference_criterion_ifv(student.decoded, teacher.decoded, target, K)
+        kd = reference_criterion_kd(student.logits, teacher.logits)
+        assert losses[f"ifv_{side}"].item() == pytest.approx(ifv.item(), rel=1e-4, abs=1e-7)
+        assert losses[f"pkd_{side}"].item() == pytest.approx(kd.item(), rel=1e-4)
+        assert losses[f"kd_{side}"].item() == pytest.approx(200 * ifv.item() + 10 * kd.item(), rel=1e-4)
+
+
+def test_ifvd_ifv_term_matches_the_reference_with_ignored_pixels(teacher_ckpt):
+    pair = _pair("ifvd", teacher_ckpt, ifvd_mode="mutual").eval()
+    images, target = _batch()  # a band of 255
+    losses = pair.losses(images, target)
+    with torch.no_grad():
+        out_c, out_v = pair.cnn(images), pair.vit(images)
+    expected = reference_criterion_ifv(out_c.decoded, out_v.decoded, target, K)
+    assert losses["ifv_cnn"].item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-7)
+
+
+def test_ifvd_offline_distils_from_frozen_teachers_of_the_other_architecture(teacher_ckpt):
+    teachers = _pair("ifvd", teacher_ckpt).method.teachers
+    assert teachers["of_cnn"].kind == "vit" and teachers["of_vit"].kind == "cnn"
+
+
+def test_ifvd_offline_needs_a_teacher():
+    with pytest.raises(ValueError, match=r"ifvd \(ifvd_mode=offline\) needs teacher_cnn and/or teacher_vit"):
+        build_pair("mobilenet_v2", "mit_b0", K, None, "ifvd")
+
+
+def test_ifvd_offline_one_teacher_leaves_the_other_side_without_kd(teacher_ckpt):
+    pair = build_pair("mobilenet_v2", "mit_b0", K, None, "ifvd", teacher_vit=teacher_ckpt)
+    losses = pair.losses(*_batch())
+    assert losses["kd_cnn"].item() > 0 and losses["kd_vit"].item() == 0.0
+
+
+@pytest.mark.parametrize("argv,named", [(["--method", "ifvd"], "method=ifvd (ifvd_mode=offline) needs teacher_cnn"),
+                                        (["--method", "offline_kd"], "method=offline_kd needs teacher_cnn")])
+def test_a_run_needing_teachers_fails_at_start_with_one_line(tmp_path, capsys, argv, named):
+    from cotrain.train import main
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--preset", "smoke", "--out", str(out), "--direct"])
+    assert info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and named in err[0], err
+    assert not out.exists() or not any(out.iterdir())

@@ -52,6 +52,10 @@ def test_bsd_norms_declared_torch_free_agree_with_the_losses():
     assert ours_declaration.BSD_NORMS == bsd.BSD_NORMS
 
 
+def test_bsd_kls_declared_torch_free_agree_with_the_losses():
+    assert ours_declaration.BSD_KLS == bsd.BSD_KLS
+
+
 def test_an_implementation_unlike_its_declaration_fails(scratch_registry):
     declare_method("mislabelled", "cotrain.methods.dml.method:DML")
     with pytest.raises(TypeError, match="has name 'dml'"):

@@ -51,6 +51,16 @@ def _checkpoint(tmp: Path) -> None:
     (tmp / "truncated.pt").write_bytes(data[: len(data) // 2])
 
 
+class Payload:
+    """A pickled object that is no tensor: ``torch.load(weights_only=True)`` must refuse it."""
+
+
+def _weights(tmp: Path) -> None:
+    """``--weights`` files that are not state dicts of the students: a pickled object, other keys."""
+    torch.save({"model": Payload()}, tmp / "refused.pt")
+    torch.save({"not.a.layer": torch.zeros(3)}, tmp / "other-keys.pt")
+
+
 def _yaml(tmp: Path) -> None:
     (tmp / "unknown.yaml").write_text("alpha: 1.0\nalphaa: 2.0\n")
     (tmp / "invalid.yaml").write_text("alpha: [1.0\nbeta: : 2\n")
@@ -208,6 +218,11 @@ CASES = [
     Case("name-absolute", [*ALPHA, "--name", "/tmp/x"], "name='/tmp/x' is invalid", out_flag="--storage"),
     Case("imagenet-weights-offline-uncached", [*TRAIN, "--weights", "imagenet"], "python -m cotrain.weights fetch",
          extra_env={"HF_HUB_OFFLINE": "1", "COTRAIN_WEIGHTS_CACHE": "/nonexistent/weights"}),
+    # issue 25: a --weights file that is not a state dict failed in the run (traceback, a folder left)
+    Case("weights-refused-pickle", [*TRAIN, "--direct", "--weights", "{tmp}/refused.pt"],
+         "is not a readable state dict (UnpicklingError; only tensors and plain containers are read", _weights),
+    Case("weights-other-keys", [*TRAIN, "--weights", "{tmp}/other-keys.pt"],
+         "matches neither the MobileNetV2Encoder encoder nor the whole model (keys differ)", _weights),
     *([] if torch.cuda.is_available() else
       [Case("device-cuda-without-cuda", [*TRAIN, "--device", "cuda"], "device='cuda' is invalid")]),
 ]

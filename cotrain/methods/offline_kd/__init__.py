@@ -8,17 +8,17 @@ CNN teaches our ViT; a missing path leaves that side with CE only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
-from cotrain.methods.options import LogitKDOptions
+from cotrain.methods.options import LogitKDOptions, TeacherOptions
 from cotrain.methods.registry import declare_method
-from cotrain.options import option
 
 
 @dataclass(frozen=True)
-class OfflineKDOptions(LogitKDOptions):
-    teacher_cnn: Optional[str] = option(None, "offline KD: frozen CNN teacher checkpoint (teaches the ViT)")
-    teacher_vit: Optional[str] = option(None, "offline KD: frozen ViT teacher checkpoint (teaches the CNN)")
+class OfflineKDOptions(TeacherOptions, LogitKDOptions):
+    """T, the KD weight and the two teacher checkpoints (``teacher_cnn``, ``teacher_vit``)."""
+
+    def needs_teachers(self) -> bool:
+        return True
 
 
 declare_method("offline_kd", "cotrain.methods.offline_kd.method:OfflineKD", OfflineKDOptions, "Offline KD")

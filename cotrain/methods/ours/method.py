@@ -30,12 +30,17 @@ class Ours(Method):
             self.cnn_side["gamma_last"] = Gamma(cnn_last, options.region_dim)  # Γ_l^C -> D̂
             self.vit_side["gamma_last"] = Gamma(vit_last, options.region_dim)  # Γ_l^V -> D̂
 
+    @property
+    def selects_teacher(self) -> bool:
+        return self.options.bsd_region or self.options.bsd_pixel
+
     def terms(self, ctx: PairContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         o, zero = self.options, ctx.zero()
         hfd_c, hfd_v = self.hfd(ctx) if o.hfd else (zero, zero)
         reg_c, reg_v = self.region(ctx) if o.bsd_region else (zero, zero)
         pix_c, pix_v = (pixel_terms_from_log_probs(*ctx.log_probs_at(o.temperature), ctx.pixel_mask, ctx.valid,
-                                                   o.temperature, o.bsd_norm) if o.bsd_pixel else (zero, zero))
+                                                   o.temperature, o.bsd_norm, o.bsd_kl)
+                        if o.bsd_pixel else (zero, zero))
         extra_c = o.beta * hfd_c + o.gamma * (reg_c + o.alpha * pix_c)
         extra_v = o.beta * hfd_v + o.gamma * (reg_v + o.alpha * pix_v)
         named = {"hfd_cnn": hfd_c, "hfd_vit": hfd_v, "bsd_r_cnn": reg_c, "bsd_r_vit": reg_v,

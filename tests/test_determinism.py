@@ -1,0 +1,125 @@
+"""Same-machine determinism and portable numerics (issue #23), every metric compared exactly.
+
+One tiny config (smoke preset, seed 0, 2 epochs of 1 step, one CPU thread) through ``--direct`` twice,
+through Ray twice, and as two identical trials running at once in one sweep; pinned (``--portable``)
+runs equal each other and differ from unpinned ones on a machine whose own kernels are not AVX2.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from cotrain.provenance import KEY, parse
+from tests.conftest import REPO, run_main, run_script
+
+RUN = ["--preset", "smoke", "--seed", "0", "--epochs", "2", "--max-train-steps", "1", "--cpu-threads", "1"]
+TIMING = {"epoch_time_s", "step_time_s", "data_wait_frac"}  # wall-clock, never equal
+
+TWINS = textwrap.dedent('''
+    import sys
+
+    from cotrain.sweep import SweepSpec, run_sweep
+    from cotrain.tables import TableSpec
+
+    # Two trials of one config (log_every changes only how often the loop prints), run at once.
+    TABLE = TableSpec("twins", "Two identical trials", varies=("log_every",), label_columns=("log every",))
+    SPEC = SweepSpec.from_rows(script="twins", table=TABLE, rows=[({"log_every": 1}, ("1",)),
+                                                                  ({"log_every": 2}, ("2",))])
+
+    if __name__ == "__main__":
+        sys.exit(run_sweep(SPEC))
+''')
+
+
+def numbers(reports: list[dict], like: list[dict]) -> list[dict]:
+    """What the training loop computed, per epoch: the metrics of ``like`` (a direct run's) but the timings."""
+    keys = [k for k in like[0] if k not in TIMING]
+    return [{k: report.get(k) for k in keys} for report in reports]
+
+
+def direct(tmp: Path, name: str, monkeypatch, *extra: str) -> tuple[list[dict], list[dict]]:
+    """A ``--direct`` run in this process (a ``--portable`` one restarts in a pinned child): its epoch
+    metrics and the provenance of each start."""
+    code = run_main(["-m", "cotrain.train", *RUN, *extra, "--out", str(tmp), "--name", name, "--direct"], monkeypatch)
+    assert code == 0
+    lines = (tmp / name / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines], json.loads((tmp / name / "provenance.json").read_text())
+
+
+def ray_reports(trial_dir: Path) -> tuple[list[dict], list[dict]]:
+    reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    return reports, [parse(r[KEY]) for r in reports if KEY in r]
+
+
+@pytest.fixture(scope="module")
+def ray_tmp():
+    path = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    yield {"RAY_TMPDIR": path}
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def direct_runs(tmp_path_factory):
+    """Two unpinned and two pinned ``--direct`` runs of ``RUN``."""
+    tmp = tmp_path_factory.mktemp("direct")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return {name: direct(tmp, name, monkeypatch, *(["--portable"] if name.startswith("pinned") else []))
+                for name in ("plain1", "plain2", "pinned1", "pinned2")}
+
+
+@pytest.mark.slow
+def test_direct_runs_repeat_exactly(direct_runs):
+    plain = direct_runs["plain1"][0]
+    assert numbers(plain, plain) == numbers(direct_runs["plain2"][0], plain) and len(plain) == 2
+
+
+@pytest.mark.slow
+def test_portable_runs_repeat_exactly_and_differ_from_unpinned_ones(direct_runs):
+    (pinned, [start]), (again, _) = direct_runs["pinned1"], direct_runs["pinned2"]
+    assert numbers(pinned, pinned) == numbers(again, pinned)
+    assert start["cpu_capability"] == "AVX2" and start["torch_threads"] == 1
+    assert start["pinned_env"]["ATEN_CPU_CAPABILITY"] == "avx2"
+    plain, [plain_start] = direct_runs["plain1"]
+    if plain_start["cpu_capability"] == "AVX2":
+        pytest.skip("this machine's own kernels are AVX2: pinned and unpinned runs are the same kernels")
+    assert numbers(pinned, pinned) != numbers(plain, pinned)
+
+
+@pytest.mark.slow
+def test_two_ray_runs_equal_each_other_and_the_direct_run(direct_runs, tmp_path, ray_tmp):
+    runs = []
+    for name in ("ray1", "ray2"):
+        done = run_script(["-m", "cotrain.train", *RUN, "--out", str(tmp_path), "--name", name], cwd=tmp_path,
+                          env=ray_tmp)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        [trial] = [p.parent for p in (tmp_path / name).glob("*/result.json")]
+        runs.append(ray_reports(trial))
+    (first, [start]), (second, starts) = runs
+    plain = direct_runs["plain1"][0]
+    assert numbers(first, plain) == numbers(second, plain) == numbers(plain, plain)
+    assert len(starts) == 1  # recorded once per trial, with the first report
+    assert start["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and start["torch_threads"] == 1
+
+
+@pytest.mark.slow
+def test_two_portable_trials_at_once_equal_the_portable_direct_run(direct_runs, tmp_path, ray_tmp):
+    script = tmp_path / "twins.py"
+    script.write_text(TWINS)
+    sweep = ["--preset", "smoke", "--epochs", "2", "--set", "max_train_steps=1", "--set", "cpu_threads=1",
+             "--portable", "--storage", str(tmp_path / "runs"), "--name", "twins", "--quiet"]
+    done = run_script([str(script), *sweep], cwd=tmp_path, env={**ray_tmp, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    trials = [ray_reports(p.parent) for p in sorted((tmp_path / "runs" / "twins").glob("*/result.json"))]
+    assert len(trials) == 2
+    pinned = direct_runs["pinned1"][0]
+    for reports, [start] in trials:
+        assert numbers(reports, pinned) == numbers(pinned, pinned)
+        assert start["cpu_capability"] == "AVX2" and start["pinned_env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    spans = [(r[-1]["timestamp"] - r[-1]["time_total_s"], r[-1]["timestamp"]) for r, _ in trials]
+    assert max(s for s, _ in spans) < min(e for _, e in spans), f"the trials did not run at once: {spans}"
