@@ -96,6 +96,7 @@ def test_every_case_runs_in_one_worker_and_a_failing_or_skipped_one_does_not_sto
                                    budget_s=300, worker=worker)
     finally:
         worker.close()
+    print("ROWS", rows)
     assert [r["check"] for r in rows] == ["start", "a", "boom", "skip", "b"]
     assert [r["status"] for r in rows] == ["ok", "ok", "failed", "skipped", "ok"]
     assert rows[2]["note"] == "RuntimeError: compile failed"
