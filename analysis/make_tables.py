@@ -88,11 +88,11 @@ def table_title(group: TableGroup) -> str:
 
 
 def _declared(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials whose sweep declared their table; warns about the rest (searches, runs outside a sweep)."""
+    """Trials whose sweep declared their table; warns about the rest (--asha searches, runs outside a sweep)."""
     declared = trials["layout"].notna()
     for table, group in trials[~declared].groupby("table", dropna=False):
         print(f"make_tables.py: {len(group)} trial(s) with table={table!r} skipped: no declared table in "
-              f"params.json (searches, single runs and sweeps older than declared tables have none)",
+              f"params.json (--asha searches, single runs and sweeps older than declared tables have none)",
               file=sys.stderr)
     return trials[declared]
 

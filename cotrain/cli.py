@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NoReturn, Optional
 
-from cotrain.config import ConfigError, TrainConfig, config_from_args, is_uri, load_yaml
+from cotrain.config import TrainConfig, config_from_args, is_uri, load_yaml
+from cotrain.errors import CheckpointError, ClusterError, ConfigError, DataError, DiskFullError
 
 #: Keys a resumed run may change: they cannot change its results (``out``/``name`` only locate it).
 RESUMABLE_CHANGES = ("log_every", "out", "name", "plugins")
@@ -35,10 +36,6 @@ class OneLineParser(argparse.ArgumentParser):
 
 def guarded(main: Callable[[], int]) -> int:
     """Run ``main``; every known bad-input error becomes one line and exit code 2."""
-    from cotrain.data import DataError
-    from cotrain.engine.checkpoint import CheckpointError
-    from cotrain.launch import ClusterError
-
     try:
         return main()
     except (ConfigError, DataError, CheckpointError, ClusterError, DiskFullError) as exc:
@@ -50,10 +47,6 @@ def guarded(main: Callable[[], int]) -> int:
     except KeyboardInterrupt as exc:
         print(str(exc) or "interrupted; resume with --resume --name NAME", file=sys.stderr)
         return 130
-
-
-class DiskFullError(RuntimeError):
-    """The device under ``--out``/``--storage`` is full (or over quota); the message names the file and what next."""
 
 
 def disk_full_message(exc: OSError, storage: Optional[str] = None, name: Optional[str] = None) -> str:

@@ -19,9 +19,9 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+from cotrain.errors import ConfigError
 from cotrain.methods import METHODS, option_fields
 from cotrain.options import (
-    ConfigError,
     at_least,
     base_type,
     check_fields,
@@ -38,7 +38,7 @@ from cotrain.options import (
 from cotrain.plugins import ENV_VAR as PLUGINS_ENV
 from cotrain.plugins import plugin_modules
 
-__all__ = ["ConfigError", "PRESETS", "DATASET_PRESETS", "TrainConfig", "resolve", "load_yaml", "add_config_flags",
+__all__ = ["PRESETS", "DATASET_PRESETS", "TrainConfig", "resolve", "load_yaml", "add_config_flags",
            "config_from_args", "is_uri", "absolute_path", "parse_grid", "parse_scale"]
 
 UPDATE_ORDERS = ("joint", "sequential")

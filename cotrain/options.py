@@ -11,11 +11,9 @@ import math
 from dataclasses import field
 from typing import Any, Callable, Iterable, Optional, Union
 
+from cotrain.errors import ConfigError
+
 Check = Callable[[Any], Optional[str]]
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed; the message is one line naming it."""
 
 
 def option(default: Any, help: str, check: Optional[Check] = None, **kw: Any) -> Any:

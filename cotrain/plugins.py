@@ -15,12 +15,10 @@ import sys
 from types import TracebackType
 from typing import Optional
 
+from cotrain.errors import PluginError
+
 ENV_VAR = "COTRAIN_PLUGINS"
 EXIT_USAGE = 2  # as cotrain.cli's one-line errors (not imported: the run config is not built yet)
-
-
-class PluginError(ImportError):
-    """A module named in ``$COTRAIN_PLUGINS`` is missing or raised while it was imported."""
 
 
 def plugin_modules() -> list[str]:

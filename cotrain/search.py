@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cotrain.cli import check_new_or_resume, check_resume_named
-from cotrain.config import ConfigError, TrainConfig, is_uri
+from cotrain.config import TrainConfig, is_uri
+from cotrain.errors import ConfigError, ReplicateError
 from cotrain.sweep import (
     SEARCHED,
     SweepSpec,
@@ -148,10 +149,6 @@ class SearchPlan:
         cnn, vit = self.vanilla[int(replicate["seed"])]
         return {**replicate, "vanilla_cnn": cnn, "vanilla_vit": vit,
                 "gain_cnn": replicate["miou_cnn"] - cnn, "gain_vit": replicate["miou_vit"] - vit}
-
-
-class ReplicateError(RuntimeError):
-    """One seed of a setting failed: the setting fails (with this cause), the search goes on."""
 
 
 def run_setting(config: dict[str, Any], *, storage: str, experiment: str, resources) -> None:

@@ -21,7 +21,8 @@ from cotrain.cli import (
     fail,
     guarded,
 )
-from cotrain.config import PRESETS, ConfigError, TrainConfig, resolve
+from cotrain.config import PRESETS, TrainConfig, resolve
+from cotrain.errors import ConfigError
 from cotrain.methods import needs_teachers
 from cotrain.tables import LAYOUT_KEY, TableSpec
 
@@ -250,13 +251,14 @@ def require_new_or_resumable(args: argparse.Namespace, name: str) -> None:
 def run_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     """What every ``run_experiment`` call of a sweep shares: storage, resources, verbosity, tracking.
 
-    With ``--mlflow`` every stage of the sweep logs to one MLflow experiment, ``name``.
+    With ``--mlflow`` every stage of the sweep logs to one MLflow experiment, ``name``; an interrupted stage
+    says to resume ``name`` (the command's), not the stage's own experiment.
     """
     from cotrain.launch import absolute_storage, mlflow_callback
     storage = absolute_storage(args.storage)
     callbacks = [mlflow_callback(args.mlflow, storage, name)] if args.mlflow is not None else None
     return dict(storage=storage, resources=resources_for(args, _cuda()), verbose=1 if args.quiet else 2,
-                callbacks=callbacks)
+                callbacks=callbacks, command_name=name)
 
 
 def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):

@@ -84,9 +84,6 @@ def _run_direct(cfg: TrainConfig, resume: bool) -> dict:
 
     from cotrain.engine.checkpoint import CHECKPOINT_FILE, SCRATCH_DIR, atomic_copy, remove_stale_temps
     from cotrain.engine.loop import fit
-    count = threads(cfg.cpu_threads, cfg.portable, None)
-    if count is not None:
-        torch.set_num_threads(count)
     folder = Path(cfg.out, cfg.name)
     checkpoint = folder / "checkpoint"
     if not resume:
@@ -104,7 +101,12 @@ def _run_direct(cfg: TrainConfig, resume: bool) -> dict:
 
     resume_from = str(checkpoint) if resume and (checkpoint / CHECKPOINT_FILE).is_file() else None
     report = first_report_carries(record, cfg)
-    return fit(cfg, report, resume_from=resume_from, scratch=folder / SCRATCH_DIR)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads(cfg.cpu_threads, cfg.portable, before))
+    try:
+        return fit(cfg, report, resume_from=resume_from, scratch=folder / SCRATCH_DIR)
+    finally:
+        torch.set_num_threads(before)  # this process may go on (in-process callers)
 
 
 def add_start(path: Path, provenance: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from cotrain.cli import OneLineParser, guarded
-from cotrain.config import ConfigError
+from cotrain.errors import ConfigError
 from cotrain.models.registry import encoder_names
 from cotrain.models.weights import CACHE_ENV, fetch
 

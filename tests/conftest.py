@@ -52,6 +52,17 @@ def pytest_unconfigure(config) -> None:
     shutil.rmtree(os.environ.get("RAY_TMPDIR", ""), ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Whatever a test (or code it runs in this process) sets in ``os.environ`` is undone after it: a
+    ``--portable`` run pins its driver through the environment, and the scripts later tests start
+    inherit it (a leaked pin once made two unpinned Ray runs compute with AVX2 kernels)."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
 def run_script(args: list[str], cwd: Path, timeout: float = 600,
                env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a repository script with this interpreter; output captured as text."""

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from cotrain.config import PRESETS, ConfigError, TrainConfig, add_config_flags, config_from_args, load_yaml, resolve
+from cotrain.config import PRESETS, TrainConfig, add_config_flags, config_from_args, load_yaml, resolve
+from cotrain.errors import ConfigError
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

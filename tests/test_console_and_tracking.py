@@ -79,11 +79,13 @@ def test_mlflow_local_store_holds_one_run_per_trial_with_metrics(smoke_sweep):
 
 def test_mlflow_default_store_is_under_local_storage_and_needs_a_uri_remotely(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    monkeypatch.setattr(launch, "require_tracking_server", lambda uri: None)  # no server here; checked elsewhere
+    from cotrain.errors import ConfigError
+    from cotrain.launch import tracking  # where mlflow_callback looks require_tracking_server up
+    monkeypatch.setattr(tracking, "require_tracking_server", lambda uri: None)  # no server here; checked elsewhere
     callback = launch.mlflow_callback("", str(tmp_path), "exp")
     assert callback.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert launch.mlflow_callback("http://mlflow:5000", str(tmp_path), "exp").tracking_uri == "http://mlflow:5000"
-    with pytest.raises(launch.ConfigError, match="--mlflow without a URI needs local storage"):
+    with pytest.raises(ConfigError, match="--mlflow without a URI needs local storage"):
         launch.mlflow_callback("", "s3://bucket/cotrain", "exp")
 
 

@@ -29,15 +29,16 @@ def test_trials_that_fit_places_actor_and_workers_on_nodes(resources, nodes, exp
 
 
 def test_impossible_trial_names_the_request_and_the_largest_node(monkeypatch):
-    from cotrain import launch
-    monkeypatch.setattr(launch, "node_resources", lambda: [{"CPU": 0.0, "GPU": 0.0}, {"CPU": 1.0, "GPU": 0.0}])
-    with pytest.raises(launch.ClusterError) as exc:
-        launch.trials_at_once(Resources(cpus_per_worker=1.0))
+    from cotrain.errors import ClusterError
+    from cotrain.launch import resources  # where trials_at_once looks node_resources up
+    monkeypatch.setattr(resources, "node_resources", lambda: [{"CPU": 0.0, "GPU": 0.0}, {"CPU": 1.0, "GPU": 0.0}])
+    with pytest.raises(ClusterError) as exc:
+        resources.trials_at_once(Resources(cpus_per_worker=1.0))
     message = str(exc.value)
     assert "1 worker(s) x (1 CPU) + 0.01 CPU for the trial actor" in message
     assert "largest node: 1 CPU, 0 GPU" in message and "\n" not in message
-    monkeypatch.setattr(launch, "node_resources", lambda: TWO_CPU_NODES)
-    assert launch.trials_at_once(Resources(cpus_per_worker=1.0)) == 2
+    monkeypatch.setattr(resources, "node_resources", lambda: TWO_CPU_NODES)
+    assert resources.trials_at_once(Resources(cpus_per_worker=1.0)) == 2
 
 
 def test_local_cpu_share_leaves_room_for_the_trial_actors():

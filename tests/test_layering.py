@@ -23,8 +23,9 @@ PROBE = textwrap.dedent('''
                       "after": sorted(sys.modules)}))
 ''')
 
-# What importing the run config may load: the config, the option helpers, the plugin loader, the method declarations.
-ALLOWED = {"cotrain", "cotrain.config", "cotrain.options", "cotrain.plugins", "cotrain.methods",
+# What importing the run config may load: the error types, the config, the option helpers, the plugin loader,
+# the method declarations.
+ALLOWED = {"cotrain", "cotrain.errors", "cotrain.config", "cotrain.options", "cotrain.plugins", "cotrain.methods",
            "cotrain.methods.options", "cotrain.methods.registry"}
 
 
@@ -50,7 +51,8 @@ def test_config_and_method_declarations_load_no_torch():
 # declarations (cotrain.methods and its packages' __init__) sit with the config; their method.py files
 # sit above the models, losses and data they use.
 LAYERS = [
-    {"options", "tables", "config", "plugins", "portable", "methods", "methods.registry", "methods.options"},
+    {"errors", "options", "tables", "config", "plugins", "portable", "methods", "methods.registry",
+     "methods.options"},
     {"models", "losses", "data"},
     {"methods.base", "methods.teachers", "methods.*.method"},
     {"pair"},
@@ -101,3 +103,24 @@ def test_no_import_runs_upward():
             if _layer(target) > _layer(module) and (module, target) not in LAZY_EXCEPTIONS:
                 upward.append(f"{path.relative_to(REPO)}:{line} imports {target}")
     assert not upward, upward
+
+
+MODELS_PROBE = textwrap.dedent('''
+    import json, sys
+    import cotrain.errors
+    errors_loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("cotrain"))
+    import cotrain.models, cotrain.models.weights  # the package's __init__ does not import weights
+    print(json.dumps({"errors": errors_loaded, "models": sorted(m for m in sys.modules if m.startswith("cotrain"))}))
+''')
+
+
+def test_models_load_no_run_config_and_errors_load_nothing_of_cotrain():
+    # Issue #25: the error types sit in one bottom module, so the models need not import the run config.
+    env = {k: v for k, v in os.environ.items() if k != "COTRAIN_PLUGINS"}
+    done = subprocess.run([sys.executable, "-c", MODELS_PROBE], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["errors"] == ["cotrain", "cotrain.errors"], seen["errors"]
+    assert "cotrain.models.weights" in seen["models"]
+    assert "cotrain.config" not in seen["models"], seen["models"]

@@ -75,7 +75,8 @@ def test_threads_are_fixed_when_portable_unless_given():
 
 def test_ray_workers_start_with_the_drivers_pinning(monkeypatch):
     for key in portable.PORTABLE_ENV:
-        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv(key, "")  # recorded, so that the pin below is undone after the test
+        monkeypatch.delenv(key)
     assert launch.worker_runtime_env() is None
     portable.pin_driver()
     assert launch.worker_runtime_env() == {"env_vars": portable.PORTABLE_ENV}

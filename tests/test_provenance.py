@@ -58,10 +58,11 @@ def test_only_the_first_report_of_a_start_carries_it():
 
 def test_direct_run_writes_provenance_json(tmp_path, capsys):
     from cotrain.train import main
-    assert main(["--preset", "smoke", "--epochs", "1", "--max-train-steps", "1", "--out", str(tmp_path),
-                 "--name", "d", "--direct"]) == 0
+    assert main(["--preset", "smoke", "--epochs", "1", "--max-train-steps", "1", "--cpu-threads", "1",
+                 "--out", str(tmp_path), "--name", "d", "--direct"]) == 0
     starts = json.loads((tmp_path / "d" / "provenance.json").read_text())
     assert len(starts) == 1 and starts[0]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert starts[0]["torch_threads"] == 1
     lines = (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()
     assert provenance.KEY not in json.loads(lines[0])  # recorded once, in provenance.json
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from ray.tune.search.variant_generator import generate_variants
 
-from cotrain.config import ConfigError, TrainConfig, resolve
+from cotrain.config import TrainConfig, resolve
+from cotrain.errors import ConfigError
 from cotrain.sweep import param_space
 from tests.conftest import REPO
 

@@ -7,10 +7,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cotrain.data import DATASETS, DataError, generate_builtin, get_dataset, get_spec, scan_dataset, train_transform
+from cotrain.data import DATASETS, generate_builtin, get_dataset, get_spec, scan_dataset, train_transform
 from cotrain.data.bench import loader_throughput, throughput_table
 from cotrain.data.checks import summarise
 from cotrain.data.sbd import prepare_sbd
+from cotrain.errors import DataError
 
 EXIT_PROBLEMS = 2
 

@@ -19,13 +19,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cotrain.data.checks import (
-    DataError,
     decoded,
     label_problem,
     require_dir,
     require_pairs,
     size_problem,
 )
+from cotrain.errors import DataError
 
 Pair = tuple[Path, Path]
 Transform = Callable[[torch.Tensor, torch.Tensor], Any]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from PIL import Image
 
+from cotrain.errors import DataError
+
 if TYPE_CHECKING:
     from cotrain.data.base import SegmentationDataset
 
@@ -29,17 +31,6 @@ ADVICE: dict[str, str] = {
     "bad label values": "labels must be train IDs in [0, K) or 255 (ignore)",
     "empty split": "the split lists no image; check the root and split",
 }
-
-
-class DataError(ValueError):
-    """The dataset on disk is missing, incomplete or malformed; the message names the file."""
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        # Re-raised from a DataLoader worker, the message carries the worker's traceback: keep our line.
-        marker = f"{type(self).__name__}: "
-        last = text.rstrip().splitlines()[-1] if text.strip() else text
-        return last.split(marker, 1)[1] if "Original Traceback" in text and marker in last else text
 
 
 #: What PIL and numpy raise for a file that is not a decodable image.

@@ -14,8 +14,9 @@ import scipy.io
 from PIL import Image
 
 from cotrain.data.base import read_label_array
-from cotrain.data.checks import DataError, require_dir
+from cotrain.data.checks import require_dir
 from cotrain.data.voc import find_voc_root, read_ids
+from cotrain.errors import DataError
 
 log = logging.getLogger("cotrain.data")
 

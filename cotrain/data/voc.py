@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from cotrain.data.base import DatasetSpec, Pair, SegmentationDataset, register_dataset
-from cotrain.data.checks import DataError, require_file
+from cotrain.data.checks import require_file
+from cotrain.errors import DataError
 
 log = logging.getLogger("cotrain.data")
 

@@ -10,9 +10,9 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from cotrain.models.checkpoint import CHECKPOINT_FILE, CheckpointError, load_state, student_from_state
+from cotrain.models.checkpoint import CHECKPOINT_FILE, load_state, student_from_state
 
-__all__ = ["CHECKPOINT_FILE", "SCRATCH_DIR", "CheckpointError", "atomic_copy", "atomic_torch_save",
+__all__ = ["CHECKPOINT_FILE", "SCRATCH_DIR", "atomic_copy", "atomic_torch_save",
            "atomic_write_text", "load_pair_from_checkpoint", "load_state", "naming", "remove_stale_scratch",
            "remove_stale_temps", "scratch_folder"]
 

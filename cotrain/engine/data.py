@@ -5,9 +5,10 @@ from typing import Any
 
 import torch
 
-from cotrain.config import ConfigError, TrainConfig, parse_grid, parse_scale
+from cotrain.config import TrainConfig, parse_grid, parse_scale
 from cotrain.data import DatasetSpec, eval_transform, get_dataset, get_spec, train_transform
 from cotrain.engine.inference import EvalProtocol
+from cotrain.errors import ConfigError
 
 
 class EvalItems:

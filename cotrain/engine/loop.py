@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader
 from cotrain.config import TrainConfig
 from cotrain.engine.checkpoint import (
     CHECKPOINT_FILE,
-    CheckpointError,
     atomic_torch_save,
     load_state,
     remove_stale_scratch,
@@ -31,14 +30,11 @@ from cotrain.engine.data import build_eval_data, build_train_data
 from cotrain.engine.faults import inject as inject_faults
 from cotrain.engine.metrics import ConfusionMatrix
 from cotrain.engine.optim import build_optimizers
+from cotrain.errors import CheckpointError, NonFiniteLossError
 from cotrain.models.checkpoint import check_init_source, load_students_into
 from cotrain.pair import SIDES, StudentPair, build_pair
 
 Report = Callable[[dict, Optional[str]], None]
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or Inf; the message names the term and the step."""
 
 
 @dataclass

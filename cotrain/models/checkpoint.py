@@ -9,14 +9,11 @@ from typing import Any
 
 import torch
 
+from cotrain.errors import CheckpointError
 from cotrain.models.students import ASPP_RATES_OS16, Student, build_student
 from cotrain.options import parse_rates
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt or does not fit the run."""
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -17,15 +17,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from cotrain.config import ConfigError
+from cotrain.errors import WeightsError
 from cotrain.models.registry import ENCODERS
 
 CACHE_ENV = "COTRAIN_WEIGHTS_CACHE"
 FILES = ("config.json", "model.safetensors")
-
-
-class WeightsError(ConfigError):
-    """ImageNet weights are neither cached nor downloadable; the message says how to get them."""
 
 
 def cache_dir() -> Optional[str]:

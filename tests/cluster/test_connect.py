@@ -106,7 +106,8 @@ UNPLACEABLE = """
 import sys
 from cotrain import launch
 from cotrain.config import resolve
-launch.trials_at_once = lambda resources: 1  # skip the up-front check: the bound on the wait is under test
+from cotrain.launch import experiment
+experiment.trials_at_once = lambda resources: 1  # skip the up-front check: the bound on the wait is under test
 resources = launch.Resources(cpus_per_worker=4.0, placement_timeout_s=5, trial_retries=0)
 with launch.ray_session(num_cpus=2, quiet=True):
     grid = launch.run_experiment(resolve("smoke").to_dict(), name="unplaceable", storage=sys.argv[1],

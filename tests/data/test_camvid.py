@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cotrain.config import ConfigError, resolve
+from cotrain.config import resolve
 from cotrain.data import get_dataset
 from cotrain.engine.data import build_eval_data
+from cotrain.errors import ConfigError
 
 
 def test_unlabelled_becomes_ignore(camvid_root):

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from cotrain.data import DATASETS, DataError, get_dataset, get_spec
+from cotrain.data import DATASETS, get_dataset, get_spec
 from cotrain.engine.inference import EvalProtocol
+from cotrain.errors import DataError
 
 
 def test_unknown_dataset_names_value_and_allowed():

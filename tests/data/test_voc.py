@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from cotrain.data import DataError, get_dataset
+from cotrain.data import get_dataset
+from cotrain.errors import DataError
 
 
 @pytest.mark.parametrize("level", ["VOCdevkit", "VOC2012"])
@@ -105,7 +106,8 @@ def test_paper_preset_on_voc_without_trainaug_refuses_to_start(voc_root, tmp_pat
 
 def test_paper_preset_on_voc_starts_with_trainaug_or_the_explicit_flag(voc_root, make):
     from cotrain.cli import check_paper_voc
-    from cotrain.config import ConfigError, resolve
+    from cotrain.config import resolve
+    from cotrain.errors import ConfigError
     root, labels = voc_root
     paper = {"dataset": "voc", "data_root": str(root)}
     with pytest.raises(ConfigError, match="prepare-sbd"):

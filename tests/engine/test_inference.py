@@ -126,9 +126,10 @@ def test_bf16_autocast_model_gives_fp32_logits_on_cpu():
 
 
 def test_eval_size_resizes_whole_images_and_needs_the_resize_protocol():
-    from cotrain.config import ConfigError, resolve
+    from cotrain.config import resolve
     from cotrain.data import get_spec
     from cotrain.engine.data import eval_protocol
+    from cotrain.errors import ConfigError
 
     cfg = resolve("cpu", overrides={"dataset": "camvid"})
     protocol = eval_protocol(cfg, get_spec("camvid"))

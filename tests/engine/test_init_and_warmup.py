@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from cotrain.config import resolve
-from cotrain.engine.checkpoint import CheckpointError
 from cotrain.engine.loop import build_run, kd_ramp, save
+from cotrain.errors import CheckpointError
 from cotrain.pair import build_pair
 
 
@@ -72,6 +72,6 @@ def test_kd_weight_scales_only_the_kd_parts():
 
 
 def test_warmup_is_a_validated_config_key():
-    from cotrain.options import ConfigError
+    from cotrain.errors import ConfigError
     with pytest.raises(ConfigError, match="kd_warmup_epochs=-1.0 is invalid"):
         resolve("smoke", overrides={"kd_warmup_epochs": -1})

@@ -11,7 +11,8 @@ import torch
 
 from cotrain.config import resolve
 from cotrain.engine.checkpoint import CHECKPOINT_FILE
-from cotrain.engine.loop import NonFiniteLossError, build_run, fit, training_step
+from cotrain.engine.loop import build_run, fit, training_step
+from cotrain.errors import NonFiniteLossError
 from cotrain.methods.ours.method import Ours
 
 METRIC_KEYS = {"epoch", "loss_cnn", "loss_vit", "ce_cnn", "ce_vit", "hfd_cnn", "hfd_vit", "bsd_r_cnn", "bsd_r_vit",

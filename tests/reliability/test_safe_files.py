@@ -11,7 +11,8 @@ import pytest
 import torch
 from reliability_helpers import REPO
 
-from cotrain.engine.checkpoint import CheckpointError, atomic_torch_save, load_state
+from cotrain.engine.checkpoint import atomic_torch_save, load_state
+from cotrain.errors import CheckpointError
 
 STATE = {"pair": {"w": torch.ones(3)}, "config": {"seed": 0}, "num_classes": 8}
 

@@ -70,3 +70,19 @@ def test_bad_pretrain_epochs_exit_2_in_one_line(tmp_path, monkeypatch, capsys):
     code = run_main(["sweeps/components.py", "--preset", "smoke", "--storage", str(tmp_path),
                      "--pretrain-epochs", "0", "--dry-run"], monkeypatch)
     assert code == 2 and capsys.readouterr().err.strip() == "error: --pretrain-epochs 0 is invalid: must be >= 1"
+
+
+def test_an_interrupted_stage_says_to_resume_the_commands_name(tmp_path, without_ray_but_checkpoints,
+                                                              monkeypatch, capsys):
+    """Ctrl-C during ``<name>-pretrain`` must say ``--resume --name <name>``: resuming the stage's own name
+    would start a new regime around it."""
+    from cotrain import launch
+
+    def interrupted(space, *, name, command_name=None, **rest):
+        raise launch.RunInterrupted(command_name or name)
+
+    monkeypatch.setattr(launch, "run_experiment", interrupted)
+    code = run_main(["sweeps/components.py", "--preset", "smoke", "--storage", str(tmp_path), "--name", "ft",
+                     "--pretrain-epochs", "1", "--quiet"], monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 130 and "--resume --name ft\n" in err + "\n" and "ft-pretrain" not in err, err

@@ -60,7 +60,8 @@ class FakeSearch:
         self.session, self.fail, self.searcher, self.current = tune_session, fail, None, -1
 
     def replicate(self, config: dict, seed: int, **_: object) -> dict:
-        from cotrain.search import ReplicateError, cause
+        from cotrain.errors import ReplicateError
+        from cotrain.search import cause
         if self.current == self.fail and seed == 1:
             error = RuntimeError("Training failed due to worker errors\nFloatingPointError: loss bsd_p_cnn is NaN")
             raise ReplicateError(f"seed 1 of this setting failed: {cause(error)}")
@@ -161,18 +162,19 @@ def test_a_failed_seed_fails_its_setting_and_a_restart_keeps_the_finished_seeds(
                                                                                monkeypatch) -> None:
     from cotrain import search
     from cotrain.config import TrainConfig
+    from cotrain.errors import ReplicateError
     calls: list[int] = []
 
     def replicate(config: dict, seed: int, **_: object) -> dict:
         calls.append(seed)
         if calls == [0, 1]:
-            raise search.ReplicateError("seed 1 of this setting failed: FloatingPointError: loss is NaN")
+            raise ReplicateError("seed 1 of this setting failed: FloatingPointError: loss is NaN")
         return fake_replicate(config, seed)
 
     monkeypatch.setattr(search, "train_replicate", replicate)
     plan = search.SearchPlan("pareto", 2, {0: (30.0, 31.0), 1: (32.0, 29.0)})
     config = {**TrainConfig(preset="smoke").to_dict(), **search.PAPER_DEFAULT, search.SEARCH_KEY: plan.to_json()}
-    with pytest.raises(search.ReplicateError, match="seed 1 of this setting failed"):
+    with pytest.raises(ReplicateError, match="seed 1 of this setting failed"):
         search.run_setting(dict(config), storage="unused", experiment="s", resources=None)
     first = tune_session.reports[-1]
     assert first["replicate"] == 0 and "epoch" not in first  # seed 0 kept in a checkpoint; the setting unfinished
@@ -208,7 +210,7 @@ def test_dry_run_counts_settings_times_seeds_on_camvid(monkeypatch, capsys, tmp_
 @pytest.mark.slow
 def test_pareto_search_through_ray_then_its_tables(repo: Path, tmp_path: Path) -> None:
     done = run_script([str(repo / "sweeps" / "search.py"), "--objective", "pareto", "--seeds", "2", "--trials", "2",
-                       "--preset", "smoke", "--storage", str(tmp_path), "--name", "s", "--quiet"],
+                       "--preset", "smoke", "--epochs", "1", "--storage", str(tmp_path), "--name", "s", "--quiet"],
                       cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert len(list((tmp_path / "s-vanilla").glob("*/result.json"))) == 2
