@@ -153,15 +153,16 @@ class CaseWorker:
             self.stop()
             raise CaseFailed(f"the worker process died (exit code {code})") from None
 
-    def stop(self) -> None:
-        """End the worker: ask it to finish, then SIGTERM (Ray shuts down), then SIGKILL after ``GRACE_S``."""
+    def stop(self, wait_s: float = 1.0) -> None:
+        """End the worker: ask it to finish and wait ``wait_s``, then SIGTERM (Ray shuts down), then SIGKILL
+        after ``GRACE_S``."""
         if self.process is None:
             return
         try:
             self.conn.send(None)
         except (OSError, ValueError):
             pass
-        self.process.join(1.0)
+        self.process.join(wait_s)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(GRACE_S)
@@ -173,11 +174,4 @@ class CaseWorker:
 
     def close(self) -> None:
         """End the worker after its current work: its contexts (Ray, trainer processes) close in order."""
-        if self.process is None:
-            return
-        try:
-            self.conn.send(None)
-        except (OSError, ValueError):
-            pass
-        self.process.join(GRACE_S)
-        self.stop()
+        self.stop(wait_s=GRACE_S)
