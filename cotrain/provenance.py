@@ -19,8 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from cotrain.estimate import resolved_device
 from cotrain.plugins import plugin_modules
-from cotrain.portable import PORTABLE_ENV
+from cotrain.portable import worker_env
 
 KEY = "provenance"  # the report key (and the direct run's provenance.json)
 PACKAGES = ("torch", "torchvision", "timm", "segmentation_models_pytorch", "ray", "optuna")
@@ -39,8 +40,8 @@ def collect(cfg: Any) -> dict[str, Any]:
         "git_commit": commit, "git_dirty": dirty,
         "versions": {name: _version(name) for name in PACKAGES}, "python": platform.python_version(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
-        "cpu_model": cpu_model(), "device": _device(cfg, torch), **gpu(torch),
-        "pinned_env": {k: os.environ[k] for k in PORTABLE_ENV if k in os.environ},
+        "cpu_model": cpu_model(), "device": resolved_device(cfg.device), **gpu(torch),
+        "pinned_env": worker_env(),
         "data_files": files, "data_sha256": digest, "plugins": plugin_modules(),
     }
 
@@ -150,12 +151,6 @@ def _nvidia_driver() -> Optional[str]:
         return None
     lines = done.stdout.strip().splitlines()
     return lines[0].strip() if done.returncode == 0 and lines else None
-
-
-def _device(cfg: Any, torch: Any) -> str:
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(cfg.device)
 
 
 def _version(name: str) -> Optional[str]:

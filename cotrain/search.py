@@ -188,14 +188,15 @@ def train_replicate(config: dict[str, Any], seed: int, *, storage: str, experime
     import ray.tune
 
     from cotrain.launch import TRAIN_SUBDIR, run_trial
+    from cotrain.launch.storage import join_storage
     where = f"{experiment}/{REPLICATES_DIR}/seed{seed}"
     start = time.monotonic()
     try:
         run_trial({**config, "seed": seed}, storage=storage, experiment=where, resources=resources)
     except Exception as exc:
         raise ReplicateError(f"seed {seed} of this setting failed: {cause(exc)}") from exc
-    run = "/".join([storage.rstrip("/"), where, TRAIN_SUBDIR, f"train-{ray.tune.get_context().get_trial_id()}"])
-    metrics = ray.train.Result.from_path(run if is_uri(storage) else str(Path(run))).metrics or {}
+    run = join_storage(storage, where, TRAIN_SUBDIR, f"train-{ray.tune.get_context().get_trial_id()}")
+    metrics = ray.train.Result.from_path(run).metrics or {}
     return {"seed": seed, "miou_cnn": float(metrics["miou_cnn"]), "miou_vit": float(metrics["miou_vit"]),
             "time_s": time.monotonic() - start}
 

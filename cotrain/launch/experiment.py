@@ -6,7 +6,7 @@ import threading
 from typing import Any, Optional
 
 from cotrain.launch.resources import TRIAL_ACTOR_CPU, Resources, trials_at_once
-from cotrain.launch.storage import _join
+from cotrain.launch.storage import join_storage
 from cotrain.launch.trial import run_trial
 
 
@@ -34,7 +34,7 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
     trainable = tune.with_resources(
         tune.with_parameters(trainable or run_trial, storage=storage, experiment=name, resources=resources),
         {"CPU": TRIAL_ACTOR_CPU})
-    path = _join(storage, name)
+    path = join_storage(storage, name)
     INTERRUPTED.clear()
     if resume:
         return _unless_interrupted(tune.Tuner.restore(path, trainable=trainable, resume_errored=True).fit(),

@@ -8,7 +8,7 @@ from cotrain.config import is_uri
 TRAIN_SUBDIR = "_train"
 
 
-def _join(storage: str, *parts: str) -> str:
+def join_storage(storage: str, *parts: str) -> str:
     return "/".join([storage.rstrip("/"), *parts]) if is_uri(storage) else str(Path(storage, *parts))
 
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 from cotrain.config import TrainConfig, is_uri
 from cotrain.errors import DataError
 from cotrain.launch.resources import Resources
-from cotrain.launch.storage import TRAIN_SUBDIR, _join
+from cotrain.launch.storage import TRAIN_SUBDIR, join_storage
 from cotrain.portable import check_pinned, threads
 from cotrain.provenance import first_report_carries
 from cotrain.tables import LAYOUT_KEY
@@ -93,7 +93,7 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
         run_config=ray.train.RunConfig(
             # A stable name: after Tuner.restore an interrupted trial resumes its own Train run.
             name=f"train-{trial_id}",
-            storage_path=_join(storage, experiment, TRAIN_SUBDIR),
+            storage_path=join_storage(storage, experiment, TRAIN_SUBDIR),
             callbacks=[TuneReportCallback()],
             # Ray Train's INFO lines (resources, every report) stay in its log files.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
@@ -119,12 +119,12 @@ def checkpoint_scratch(storage: str, experiment: str, trial_id: str) -> Path:
     if is_uri(storage):
         import tempfile
         return Path(tempfile.gettempdir(), "cotrain-checkpoint-tmp", f"{experiment}-train-{trial_id}")
-    return Path(_join(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}", ".checkpoint-tmp"))
+    return Path(join_storage(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}", ".checkpoint-tmp"))
 
 
 def _data_error_marker(storage: str, experiment: str, trial_id: str) -> Optional[Path]:
     """Where a trial records that its data cannot be used, so that Tune's retry fails at once (local storage)."""
-    return None if is_uri(storage) else Path(_join(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}",
+    return None if is_uri(storage) else Path(join_storage(storage, experiment, TRAIN_SUBDIR, f"train-{trial_id}",
                                                     "data_error.txt"))
 
 
