@@ -105,12 +105,14 @@ def check_remote_storage(storage: str, timeout: Optional[float] = None) -> None:
     a bucket that does not exist, missing credentials or no network fail now, in one line, instead of
     after Ray's own retries."""
     import threading
+
+    from cotrain.launch import storage as storage_module
     timeout = STORAGE_PROBE_S if timeout is None else timeout
     outcome: list[BaseException] = []
 
     def probe() -> None:
         try:
-            filesystem, path = storage_filesystem(storage)
+            filesystem, path = storage_module.storage_filesystem(storage)
             probe_file = f"{path.rstrip('/')}/.write-test"
             with filesystem.open_output_stream(probe_file) as out:
                 out.write(b"ok")
@@ -129,12 +131,6 @@ def check_remote_storage(storage: str, timeout: Optional[float] = None) -> None:
         raise ConfigError(f"storage {storage} is not usable ({reason}); {advice}")
 
 
-def storage_filesystem(uri: str):
-    """(pyarrow filesystem, path) of a storage URI, as Ray Train and Tune open it."""
-    import pyarrow.fs
-    return pyarrow.fs.FileSystem.from_uri(uri)
-
-
 def check_resume_named(resume: bool, name: Optional[str]) -> None:
     """``--resume`` continues one experiment: its name must be given (a default name is always new)."""
     if resume and not name:
@@ -145,7 +141,8 @@ def check_new_or_resume(storage: str, name: Optional[str], resume: bool, direct:
     """``--resume`` needs an existing run ``name`` started the same way (``--direct`` or Ray); a new
     run must not reuse one."""
     from cotrain.launch import absolute_storage, experiment_exists
-    on_ray = experiment_exists(absolute_storage(storage), name or "")
+    # Under a URI nothing is looked up before the storage probe has answered: a resume is taken on trust.
+    on_ray = not is_uri(storage) and experiment_exists(absolute_storage(storage), name or "")
     exists = on_ray or (not is_uri(storage) and Path(storage, name or "", "config.yaml").is_file())
     if resume and not exists and not is_uri(storage):
         raise ConfigError(f"--resume: no experiment {name!r} under {storage}")

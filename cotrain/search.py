@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cotrain.cli import check_new_or_resume, check_resume_named
-from cotrain.config import TrainConfig, is_uri
+from cotrain.config import TrainConfig
 from cotrain.errors import ConfigError, ReplicateError
 from cotrain.sweep import (
     SEARCHED,
@@ -289,16 +289,11 @@ def partial_reports_allowed() -> Iterator[None]:
             os.environ[STRICT_METRICS_ENV] = previous
 
 
-def _resuming(args: argparse.Namespace, storage: str, name: str) -> bool:
-    from cotrain.launch import experiment_exists
-    return args.resume and (is_uri(storage) or experiment_exists(storage, name))
-
-
 def execute_replicated(args: argparse.Namespace, base: TrainConfig, name: str):
     """Vanilla on seeds 0..N-1 (``<name>-vanilla``), then the search (``<name>``): one trial per setting."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from cotrain.launch import ray_session, run_experiment
+    from cotrain.launch import ray_session, resume_stage, run_experiment
     common = run_options(args, name)
     storage = common["storage"]
     objectives = OBJECTIVES[args.objective]
@@ -307,7 +302,7 @@ def execute_replicated(args: argparse.Namespace, base: TrainConfig, name: str):
     with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         vanilla_name = f"{name}-vanilla"
         vanilla = run_experiment(param_space(base.replace(method="vanilla"), [{}], args.seeds), name=vanilla_name,
-                                 resume=_resuming(args, storage, vanilla_name), **common)
+                                 resume=resume_stage(args.resume, storage, vanilla_name), **common)
         plan = SearchPlan(args.objective, args.seeds, vanilla_references(vanilla))
         constants = {**{k: v for k, v in base.to_dict().items() if k not in SEARCHED}, SEARCH_KEY: plan.to_json()}
         searcher = OptunaSearch(space=search_space, metric=metrics[0] if single else metrics,
@@ -316,7 +311,7 @@ def execute_replicated(args: argparse.Namespace, base: TrainConfig, name: str):
         with partial_reports_allowed():
             found = run_experiment(constants, name=name, search_alg=searcher, num_samples=args.trials,
                                    metric=metrics[0] if single else None, mode=modes[0] if single else None,
-                                   resume=_resuming(args, storage, name), trainable=run_setting, **common)
+                                   resume=resume_stage(args.resume, storage, name), trainable=run_setting, **common)
     return plan, found
 
 
@@ -381,7 +376,7 @@ def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
     """
     from ray.tune.search.optuna import OptunaSearch
 
-    from cotrain.launch import ray_session, run_experiment
+    from cotrain.launch import ray_session, resume_stage, run_experiment
     common = run_options(args, name)
     storage = common["storage"]
     metric = OBJECTIVES[args.objective][0][0]
@@ -389,10 +384,10 @@ def execute_search(args: argparse.Namespace, base: TrainConfig, name: str):
     with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         vanilla_name = f"{name}-vanilla"
         vanilla = run_experiment(param_space(base.replace(method="vanilla"), [{}], 1), name=vanilla_name,
-                                 resume=_resuming(args, storage, vanilla_name), **common)
+                                 resume=resume_stage(args.resume, storage, vanilla_name), **common)
         searcher = OptunaSearch(space=search_space, metric=metric, mode="max", seed=args.search_seed)
         found = run_experiment(constants, name=name, search_alg=searcher, num_samples=args.trials,
-                               metric=metric, mode="max", resume=_resuming(args, storage, name),
+                               metric=metric, mode="max", resume=resume_stage(args.resume, storage, name),
                                scheduler=asha_scheduler(base), **common)
     _print_best(found, vanilla, metric)
     return list(vanilla) + list(found)

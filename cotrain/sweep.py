@@ -273,7 +273,7 @@ def execute(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells:
 def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig, cells: list[dict], name: str):
     """Stage 1: the Vanilla cells in ``<name>``; stage 2: the rest in ``<name>-kd``, offline KD taught
     by the stage-1 checkpoint of the same pair and seed."""
-    from cotrain.launch import experiment_exists, ray_session, run_experiment
+    from cotrain.launch import ray_session, resume_stage, run_experiment
     first_cells = [c for c in cells if c.get("method") == "vanilla"]
     later_cells = [c for c in cells if c.get("method") != "vanilla"]
     common = run_options(args, name)
@@ -285,7 +285,7 @@ def execute_staged(spec: SweepSpec, args: argparse.Namespace, base: TrainConfig,
         second_cells = with_teachers(later_cells, teachers, args.seeds)
         second_name = f"{name}-kd"
         second = run_experiment(param_space(base, second_cells, None, spec.table), name=second_name,
-                                resume=args.resume and experiment_exists(storage, second_name), **common)
+                                resume=resume_stage(args.resume, storage, second_name), **common)
     return list(first) + list(second)
 
 
@@ -294,7 +294,7 @@ def execute_pretrained(spec: SweepSpec, args: argparse.Namespace, base: TrainCon
     and seed. Stage 2 (``<name>``): every cell, Vanilla included, starts both students from stage 1's
     checkpoint of the same pair and seed (``init_from``) and trains ``base.epochs`` more; offline KD's
     teachers are those same checkpoints."""
-    from cotrain.launch import experiment_exists, ray_session, run_experiment
+    from cotrain.launch import ray_session, resume_stage, run_experiment
     first_name = f"{name}-pretrain"
     pairs = list(dict.fromkeys((c["cnn"], c["vit"]) for c in cells))
     first_cells = [{"cnn": cnn, "vit": vit, **VANILLA} for cnn, vit in pairs]
@@ -307,11 +307,11 @@ def execute_pretrained(spec: SweepSpec, args: argparse.Namespace, base: TrainCon
     storage = common["storage"]
     with ray_session(cluster=args.cluster, quiet=args.quiet, resources=common["resources"]):
         first = run_experiment(param_space(first_base, first_cells, args.seeds, first_table), name=first_name,
-                               resume=args.resume and experiment_exists(storage, first_name), **common)
+                               resume=resume_stage(args.resume, storage, first_name), **common)
         starts = teacher_checkpoints(first, storage, first_name)
         second_cells = with_starts(cells, starts, args.seeds)
         second = run_experiment(param_space(base, second_cells, None, table), name=name,
-                                resume=args.resume and experiment_exists(storage, name), **common)
+                                resume=resume_stage(args.resume, storage, name), **common)
     return list(first) + list(second)
 
 

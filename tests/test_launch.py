@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from cotrain.launch import Resources, flatten_cell, local_cpu_share
+from cotrain.launch import Resources, experiment_exists, flatten_cell, local_cpu_share, resume_stage
 
 TWO_CPU_NODES = [{"CPU": 0.0}, {"CPU": 2.0}, {"CPU": 2.0}]  # a head without CPUs and two workers
 
@@ -54,6 +54,19 @@ def test_flatten_cell_merges_the_cell_over_the_shared_config():
 
 
 @pytest.mark.slow
+def test_a_stage_resumes_only_if_it_had_started_under_a_uri_as_in_a_folder(tmp_path):
+    # A staged sweep on s3:// once never resumed its later stages (their Tune state was not looked for);
+    # file:// goes through the same pyarrow lookup as s3://.
+    uri = f"file://{tmp_path}"
+    for storage in (str(tmp_path), uri):
+        assert not experiment_exists(storage, "x") and not resume_stage(True, storage, "x")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "tuner.pkl").write_bytes(b"state")
+    for storage in (str(tmp_path), uri):
+        assert experiment_exists(storage, "x") and resume_stage(True, storage, "x")
+        assert not resume_stage(False, storage, "x")
+
+
 def test_embedded_ray_runs_workers_at_normal_priority():
     ray = pytest.importorskip("ray")
     from cotrain.launch import ray_session

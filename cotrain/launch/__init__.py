@@ -23,7 +23,7 @@ from cotrain.launch.resources import (
     trials_at_once,
 )
 from cotrain.launch.session import ray_session
-from cotrain.launch.storage import TRAIN_SUBDIR, absolute_storage, experiment_exists
+from cotrain.launch.storage import TRAIN_SUBDIR, absolute_storage, experiment_exists, resume_stage
 from cotrain.launch.tracking import create_local_store, mlflow_callback, require_tracking_server
 from cotrain.launch.trial import (
     DATA_ERROR,
@@ -41,6 +41,6 @@ __all__ = [
     "TRAIN_SUBDIR", "TRIAL_ACTOR_CPU", "WORKER_ENV", "Resources", "RunInterrupted", "absolute_storage",
     "checkpoint_scratch", "create_local_store", "experiment_exists", "flatten_cell", "local_cpu_share",
     "mlflow_callback", "node_resources", "quiet_ray_console_env", "ray_session", "require_tracking_server",
-    "reuse_by_default", "run_experiment", "run_trial", "train_loop_per_worker", "trial_error", "trials_at_once",
-    "worker_runtime_env",
+    "resume_stage", "reuse_by_default", "run_experiment", "run_trial", "train_loop_per_worker", "trial_error",
+    "trials_at_once", "worker_runtime_env",
 ]  # fmt: skip

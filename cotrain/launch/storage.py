@@ -18,5 +18,22 @@ def absolute_storage(storage: str) -> str:
 
 
 def experiment_exists(storage: str, name: str) -> bool:
-    """Whether an experiment folder already holds Tune state (local storage only)."""
-    return not is_uri(storage) and Path(storage, name, "tuner.pkl").exists()
+    """Whether an experiment folder already holds Tune state, in a local folder or under a URI."""
+    if not is_uri(storage):
+        return Path(storage, name, "tuner.pkl").exists()
+    import pyarrow.fs
+    filesystem, root = storage_filesystem(storage)
+    marker = "/".join([root.rstrip("/"), name, "tuner.pkl"])
+    return filesystem.get_file_info(marker).type != pyarrow.fs.FileType.NotFound
+
+
+def resume_stage(resume: bool, storage: str, name: str) -> bool:
+    """Whether one stage of a staged command resumes: ``--resume`` was given and the stage had started
+    (a stage the interrupted command never reached starts fresh)."""
+    return resume and experiment_exists(storage, name)
+
+
+def storage_filesystem(uri: str):
+    """(pyarrow filesystem, path) of a storage URI, as Ray Train and Tune open it."""
+    import pyarrow.fs
+    return pyarrow.fs.FileSystem.from_uri(uri)

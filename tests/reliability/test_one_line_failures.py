@@ -93,13 +93,13 @@ def test_mlflow_server_not_answering_fails_before_any_trial(tmp_path, monkeypatc
 # --- --storage s3://nonexistent-bucket/x (no network here: pyarrow's answers are simulated) -----------------
 
 def test_unreachable_s3_storage_fails_fast_in_one_line(tmp_path, monkeypatch, capsys):
-    from cotrain import cli
+    from cotrain.launch import storage as launch_storage
     _no_ray(monkeypatch)
 
     def from_uri(uri):  # what pyarrow.fs.FileSystem.from_uri raised here, without network, after 9 s
         raise OSError("When resolving region for bucket 'nonexistent-bucket': AWS Error NETWORK_CONNECTION during "
                       "HeadBucket operation: curlCode: 6, Could not resolve hostname")
-    monkeypatch.setattr(cli, "storage_filesystem", from_uri)
+    monkeypatch.setattr(launch_storage, "storage_filesystem", from_uri)
     code, lines, err = _run([*ALPHA, "--storage", "s3://nonexistent-bucket/x"], monkeypatch, capsys)
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("error: storage s3://nonexistent-bucket/x is not usable (When resolving region for "
@@ -109,8 +109,9 @@ def test_unreachable_s3_storage_fails_fast_in_one_line(tmp_path, monkeypatch, ca
 
 def test_s3_storage_that_never_answers_is_given_up_in_seconds(monkeypatch, capsys):
     from cotrain import cli
+    from cotrain.launch import storage as launch_storage
     _no_ray(monkeypatch)
-    monkeypatch.setattr(cli, "storage_filesystem", lambda uri: time.sleep(5))
+    monkeypatch.setattr(launch_storage, "storage_filesystem", lambda uri: time.sleep(5))
     monkeypatch.setattr(cli, "STORAGE_PROBE_S", 0.5)
     code, lines, err = _run([*TRAIN, "--out", "s3://nonexistent-bucket/x"], monkeypatch, capsys)
     assert code == 2 and len(lines) == 1, err
