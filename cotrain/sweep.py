@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from cotrain.cli import (
     OneLineParser,
@@ -335,32 +335,33 @@ def teacher_checkpoints(grid, storage: str, name: str) -> dict[tuple[str, str, i
 def with_teachers(cells: list[dict], teachers: dict, seeds: int) -> list[dict]:
     """Fold seeds into the cells; cells with frozen teachers (offline KD, IFVD) get their Vanilla teachers
     (skipped if none finished)."""
-    return with_checkpoints(cells, teachers, seeds, lambda cell, path: _teachers(cell, path) or None)
+    return with_checkpoints(cells, teachers, seeds, needs_teachers, _teachers)
 
 
 def with_starts(cells: list[dict], starts: dict, seeds: int) -> list[dict]:
     """Fold seeds into the cells; every cell starts from the Vanilla checkpoint of its pair and seed
     (``init_from``), and frozen teachers (offline KD, IFVD) are it too."""
-    return with_checkpoints(cells, starts, seeds, lambda cell, path: {"init_from": path, **_teachers(cell, path)})
+    return with_checkpoints(cells, starts, seeds, lambda cell: True,
+                            lambda cell, path: {"init_from": path, **_teachers(cell, path)})
 
 
 def _teachers(cell: dict, path: str) -> dict:
     return {"teacher_cnn": path, "teacher_vit": path} if needs_teachers(cell) else {}
 
 
-def with_checkpoints(cells: list[dict], checkpoints: dict, seeds: int, hand_over) -> list[dict]:
+def with_checkpoints(cells: list[dict], checkpoints: dict, seeds: int, needs: Callable[[dict], bool],
+                     hand_over: Callable[[dict, str], dict]) -> list[dict]:
     """Fold seeds into the cells and give each the keys ``hand_over(cell, path)`` takes from stage 1's
-    checkpoint of its pair and seed (None: it needs none); a cell whose checkpoint is missing is skipped."""
+    checkpoint of its pair and seed; a cell that ``needs`` one whose checkpoint is missing is skipped."""
     out = []
     for cell in cells:
         for seed in range(seeds):
             path = checkpoints.get((cell["cnn"], cell["vit"], seed))
-            keys = hand_over(cell, path or "")
-            if keys is not None and path is None:
+            if path is None and needs(cell):
                 print(f"warning: no finished Vanilla trial for {cell['cnn']}+{cell['vit']} seed {seed}; "
                       f"its {cell.get('method')} cell is skipped", file=sys.stderr)
                 continue
-            out.append({**cell, "seed": seed, **(keys or {})})
+            out.append({**cell, "seed": seed, **(hand_over(cell, path) if path else {})})
     return out
 
 

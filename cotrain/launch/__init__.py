@@ -13,7 +13,7 @@ functions, so that tests may replace ``run_experiment`` and ``ray_session`` on t
 from __future__ import annotations
 
 from cotrain.launch.env import RAY_NOISE, WORKER_ENV, quiet_ray_console_env, worker_runtime_env
-from cotrain.launch.experiment import INTERRUPTED, RunInterrupted, reuse_by_default, run_experiment
+from cotrain.launch.experiment import INTERRUPTED, RunInterrupted, run_experiment
 from cotrain.launch.resources import (
     MAX_TRIALS_AT_ONCE,
     TRIAL_ACTOR_CPU,
@@ -41,6 +41,6 @@ __all__ = [
     "TRAIN_SUBDIR", "TRIAL_ACTOR_CPU", "WORKER_ENV", "Resources", "RunInterrupted", "absolute_storage",
     "checkpoint_scratch", "create_local_store", "experiment_exists", "flatten_cell", "local_cpu_share",
     "mlflow_callback", "node_resources", "quiet_ray_console_env", "ray_session", "require_tracking_server",
-    "resume_stage", "reuse_by_default", "run_experiment", "run_trial", "train_loop_per_worker", "trial_error",
+    "resume_stage", "run_experiment", "run_trial", "train_loop_per_worker", "trial_error",
     "trials_at_once", "worker_runtime_env",
 ]  # fmt: skip

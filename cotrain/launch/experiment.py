@@ -13,7 +13,7 @@ from cotrain.launch.trial import run_trial
 def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources: Resources,
                    metric: Optional[str] = None, mode: str = "max", search_alg: Any = None,
                    scheduler: Any = None, num_samples: int = 1, resume: bool = False, verbose: int = 1,
-                   callbacks: Optional[list] = None, trainable: Any = None, reuse_actors: Optional[bool] = None,
+                   callbacks: Optional[list] = None, trainable: Any = None, reuse_actors: bool = False,
                    command_name: Optional[str] = None):
     """Run (or resume) one Tune experiment under ``<storage>/<name>``; returns Tune's ResultGrid.
 
@@ -25,7 +25,9 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
     ``trainable``: the function each trial runs, called as ``run_trial`` is (the default); the search
     passes one that trains a setting on several seeds (``cotrain.search.run_setting``).
     ``reuse_actors``: keep a finished trial's actor for the next trial (``python -m cotrain.bench_overhead``
-    measures it); None: ``reuse_by_default(scheduler)``.
+    measures it). Off by default: reusing an actor needs the previous trial's training thread to have
+    ended, and after ASHA (any scheduler) stops a trial its TorchTrainer runs on until its next report, so
+    the reset fails and the next trial errors ("reset_config() ...").
     ``command_name``: the ``--name`` an interrupted run is resumed with (a sweep's stages run under their own
     names, e.g. ``<name>-pretrain``); default ``name``.
     """
@@ -44,23 +46,13 @@ def run_experiment(space: dict[str, Any], *, name: str, storage: str, resources:
         param_space=space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                     num_samples=num_samples,
-                                    reuse_actors=reuse_by_default(scheduler) if reuse_actors is None else reuse_actors,
+                                    reuse_actors=reuse_actors,
                                     max_concurrent_trials=trials_at_once(resources)),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
                                   failure_config=tune.FailureConfig(max_failures=resources.trial_retries),
                                   callbacks=[_interrupt_watch(), *(callbacks or [])]),
     )
     return _unless_interrupted(tuner.fit(), command_name or name)
-
-
-def reuse_by_default(scheduler: Any) -> bool:
-    """Whether trial actors are reused between trials when the caller does not say.
-
-    Reusing an actor needs the previous trial's training thread to have ended: after ASHA (any
-    scheduler) stops a trial, its TorchTrainer runs on until its next report, the reset fails and the
-    next trial errors ("reset_config() ..."). So never with a scheduler.
-    """
-    return False
 
 
 INTERRUPTED = threading.Event()
