@@ -389,28 +389,38 @@ def summarise(grid, storage: str, name: str) -> int:
 def print_dry_run(base: TrainConfig, cells: list[dict], seeds: int, pretrain_epochs: Optional[int] = None,
                   gpus: Optional[int] = None, gpus_per_trial: Optional[float] = None) -> int:
     from cotrain.estimate import estimate_trial_seconds, resolved_device
-    trials = len(cells) * seeds
-    seconds = sum(estimate_trial_seconds(base.replace(**{k: v for k, v in c.items()})) for c in cells) * seeds
+    stages = stage_configs(base, cells, seeds, pretrain_epochs)
+    seconds = sum(estimate_trial_seconds(cfg) for stage in stages for cfg in stage)
     device = "GPU" if resolved_device(base.device) == "cuda" else "CPU"  # --set device=cuda: plan GPUs from here
-    print(f"{trials} trials ({len(cells)} cells x {seeds} seeds), preset {base.preset}, {base.epochs} epochs")
+    print(f"{len(cells) * seeds} trials ({len(cells)} cells x {seeds} seeds), preset {base.preset}, "
+          f"{base.epochs} epochs")
     if pretrain_epochs is not None:
-        pairs = list(dict.fromkeys((c["cnn"], c["vit"]) for c in cells))
-        first = [base.replace(cnn=cnn, vit=vit, method="vanilla", epochs=pretrain_epochs) for cnn, vit in pairs]
-        seconds += sum(estimate_trial_seconds(cfg) for cfg in first) * seeds
-        print(f"first {len(pairs) * seeds} Vanilla pre-training trials of {pretrain_epochs} epochs; every cell "
+        print(f"first {len(stages[0])} Vanilla pre-training trials of {pretrain_epochs} epochs; every cell "
               "starts from the one of its pair and seed")
     for cell in cells:
         print("  " + ", ".join(f"{k}={v}" for k, v in cell.items()))
     if device == "GPU":
-        for line in gpu_plan_lines(base, cells, seeds, pretrain_epochs, gpus, gpus_per_trial):
+        for line in gpu_plan_lines(stages, gpus, gpus_per_trial):
             print(line)
     else:
         print(f"estimated {seconds / 3600:.2f} {device}-hours (one trial per device)")
     return 0
 
 
-def gpu_plan_lines(base: TrainConfig, cells: list[dict], seeds: int, pretrain_epochs: Optional[int],
-                   gpus: Optional[int], gpus_per_trial: Optional[float]) -> list[str]:
+def stage_configs(base: TrainConfig, cells: list[dict], seeds: int,
+                  pretrain_epochs: Optional[int]) -> list[list[TrainConfig]]:
+    """Every trial's config, stage by stage: the Vanilla pre-training of each pair and seed (with
+    ``pretrain_epochs``), then the cells on every seed."""
+    main = [base.replace(**cell) for cell in cells for _ in range(seeds)]
+    if pretrain_epochs is None:
+        return [main]
+    pairs = list(dict.fromkeys((c["cnn"], c["vit"]) for c in cells))
+    first = [base.replace(cnn=cnn, vit=vit, method="vanilla", epochs=pretrain_epochs)
+             for cnn, vit in pairs for _ in range(seeds)]
+    return [first, main]
+
+
+def gpu_plan_lines(stages: list[list[TrainConfig]], gpus: Optional[int], gpus_per_trial: Optional[float]) -> list[str]:
     """The dry run's GPU lines: the step time and where it comes from (measured on a GPU and cached, or a
     reference), GPU-hours, and the wall time on ``gpus`` GPUs with ``gpus_per_trial`` (``cotrain.estimate``)."""
     from cotrain.estimate import plan_gpus
@@ -420,13 +430,9 @@ def gpu_plan_lines(base: TrainConfig, cells: list[dict], seeds: int, pretrain_ep
     if share <= 0 or (share > 1 and share != int(share)):
         raise ConfigError(f"--gpus-per-trial {share:g} is invalid: must be a share of one GPU (0.5, 0.25...) "
                           "or a whole number")
-    pairs = list(dict.fromkeys((c["cnn"], c["vit"]) for c in cells))
-    first = [base.replace(cnn=cnn, vit=vit, method="vanilla", epochs=pretrain_epochs)
-             for cnn, vit in pairs for _ in range(seeds)] if pretrain_epochs is not None else []
-    main = [base.replace(**cell) for cell in cells for _ in range(seeds)]
     here = _gpu_count()
     try:
-        plan = plan_gpus([stage for stage in (first, main) if stage], gpus or here or 1, share)
+        plan = plan_gpus([stage for stage in stages if stage], gpus or here or 1, share)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     hint = [] if gpus or here else ["(planned for 1 GPU: --gpus N plans for N)"]
