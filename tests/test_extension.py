@@ -1,6 +1,6 @@
 """The extension claim: a method with its own option and a dataset, registered from one file outside the
-package (``COTRAIN_PLUGINS``), and a table declared by one sweep script outside the repository, are a
-config key, a CLI flag, a sweep cell, a run through Ray, a ``trials`` column and a rendered table."""
+package (``COTRAIN_PLUGINS``), are a config key, a CLI flag, a sweep cell and a training run by name.
+A table declared outside the repository, swept through Ray and rendered: tests/test_docs_examples.py."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from analysis.results import load_results
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,23 +44,6 @@ PLUGIN = textwrap.dedent('''
 
 
     register_dataset(replace(DATASETS["builtin"], name="toyset"))
-''')
-
-
-# A new table: one script declaring its table and rows (the toy weight's sensitivity), nothing else.
-TOY_TABLE = textwrap.dedent('''
-    import sys
-
-    from cotrain.sweep import SweepSpec, run_sweep
-    from cotrain.tables import TableSpec
-
-    TABLE = TableSpec("toy", "Sensitivity of the toy weight", varies=("toy_weight",), label_columns=("w",))
-    SPEC = SweepSpec.from_rows(script="toy_table", table=TABLE,
-                               rows=[({"method": "vanilla"}, ("Vanilla",)),
-                                     ({"method": "toy", "toy_weight": 0.5}, ("w = 0.5",))])
-
-    if __name__ == "__main__":
-        sys.exit(run_sweep(SPEC))
 ''')
 
 
@@ -99,30 +81,14 @@ def test_missing_plugin_module_is_named(plugin_env):
 
 
 @pytest.mark.slow
-def test_plugin_method_dataset_and_table_sweep_through_ray_and_render(plugin_env, tmp_path):
-    script = tmp_path / "toy_table.py"
-    script.write_text(TOY_TABLE)
+def test_plugin_method_and_dataset_train_by_name(plugin_env, tmp_path):
+    # Through Ray's workers, a plugin method and its declared table run in tests/test_docs_examples.py (the
+    # extending guide's example); here the plugin's dataset and method train by name in a real loop.
     out = tmp_path / "runs"
-    done = run([str(script), "--preset", "smoke", "--dataset", "toyset", "--storage", str(out), "--name", "toy",
-                "--quiet"], plugin_env, cwd=tmp_path)
+    done = run(["-m", "cotrain.train", "--preset", "smoke", "--epochs", "1", "--dataset", "toyset", "--method", "toy",
+                "--toy-weight", "0.5", "--out", str(out), "--name", "t", "--direct"], plugin_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    reports = {}
-    for params in out.glob("toy/*/params.json"):
-        trial = json.loads(params.read_text())
-        cell = trial["cell"]
-        lines = (params.parent / "result.json").read_text().splitlines()
-        reports[cell["method"]] = [json.loads(line) for line in lines]
-        assert (trial["dataset"], json.loads(trial["layout"])["id"], cell.get("toy_weight", 0.0)) == \
-            ("toyset", "toy", {"vanilla": 0.0, "toy": 0.5}[cell["method"]])
-    assert reports["toy"][-1]["toy_cnn"] > 0 and reports["toy"][-1]["toy_vit"] > 0
-    results = load_results(out)
-    assert sorted(results.trials["toy_weight"].tolist()) == [0.0, 0.5]
-    assert {"toy_cnn", "toy_vit"} <= set(results.history.columns)
-
-    tables = run(["analysis/make_tables.py", "--results", str(out), "--no-plots"], plugin_env)
-    assert tables.returncode == 0, tables.stderr
-    assert "table_toy <- " in tables.stdout and "(2 trials: 2 finished, 0 failed, 0 unfinished)" in tables.stdout
-    text = (out / "tables" / "table_toy.md").read_text()
-    assert text.startswith("### Sensitivity of the toy weight on toyset; experiment toy")
-    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
-    assert rows == ["w", "Vanilla", "w = 0.5"]
+    saved = yaml.safe_load((out / "t" / "config.yaml").read_text())
+    assert (saved["dataset"], saved["method"], saved["toy_weight"]) == ("toyset", "toy", 0.5)
+    last = json.loads((out / "t" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["toy_cnn"] > 0 and last["toy_vit"] > 0
