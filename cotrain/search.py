@@ -249,8 +249,24 @@ def _search(args: argparse.Namespace) -> int:
         check_new_or_resume(args.storage, f"{name}-vanilla", args.resume)  # the first stage's folder
         if args.asha:
             return summarise(execute_search(args, base, name), args.storage, name)
+        if random_start_note(args.trials):
+            print(random_start_note(args.trials), file=sys.stderr)
         plan, found = execute_replicated(args, base, name)
     return summarise_search(plan, found, args.storage, name)
+
+
+# Ray's OptunaSearch builds Optuna's TPESampler with its defaults: the first 10 trials of the study (the
+# paper's default, enqueued, among them) are random draws; TPE models the results only from the 11th on.
+TPE_STARTUP_TRIALS = 10
+
+
+def random_start_note(trials: int) -> str | None:
+    """A warning when every proposed setting of a ``trials``-setting search is a random draw."""
+    if trials > TPE_STARTUP_TRIALS:
+        return None
+    return (f"note: {trials} settings are all within TPE's {TPE_STARTUP_TRIALS} random start-up trials: after the "
+            f"paper's default every setting is a seeded random draw, whatever the results; --trials "
+            f"{TPE_STARTUP_TRIALS + 1} or more for settings guided by the ones before")
 
 
 def print_search_dry_run(base: TrainConfig, args: argparse.Namespace) -> int:
@@ -268,6 +284,8 @@ def print_search_dry_run(base: TrainConfig, args: argparse.Namespace) -> int:
           "the first setting is the paper's default (α=1, β=0.1, γ=1, every term on)")
     print(f"estimated {seconds / 3600:.2f} {device}-hours (one run per device; a setting's seeds run one "
           "after another)")
+    if random_start_note(args.trials):
+        print(random_start_note(args.trials))
     return 0
 
 

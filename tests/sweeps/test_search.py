@@ -205,6 +205,17 @@ def test_dry_run_counts_settings_times_seeds_on_camvid(monkeypatch, capsys, tmp_
     assert out.startswith("8 settings x 2 seeds = 16 runs, + 2 Vanilla runs (seeds 0-1); preset cpu, 5 epochs, "
                           "mobilenet_v2+mit_b1 on camvid")
     assert not (tmp_path / "runs").exists()
+    # 8 settings never leave TPE's random start-up: the user is told (the CamVid search of issue #26 was one).
+    assert out.rstrip().splitlines()[-1].startswith("note: 8 settings are all within TPE's 10 random start-up trials")
+
+
+def test_only_searches_past_tpes_random_start_up_go_unwarned() -> None:
+    from optuna.samplers import TPESampler
+
+    from cotrain.search import TPE_STARTUP_TRIALS, random_start_note
+    assert TPESampler()._n_startup_trials == TPE_STARTUP_TRIALS  # what Ray's OptunaSearch builds
+    assert random_start_note(TPE_STARTUP_TRIALS) and random_start_note(1)
+    assert random_start_note(TPE_STARTUP_TRIALS + 1) is None
 
 
 @pytest.mark.slow
