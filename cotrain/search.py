@@ -247,10 +247,11 @@ def _search(args: argparse.Namespace) -> int:
     preflight(base, local=not args.cluster)
     with run_lock(args.storage, name):
         check_new_or_resume(args.storage, f"{name}-vanilla", args.resume)  # the first stage's folder
+        note = random_start_note(args.trials)  # both searches sample with OptunaSearch's TPE
+        if note:
+            print(note, file=sys.stderr)
         if args.asha:
             return summarise(execute_search(args, base, name), args.storage, name)
-        if random_start_note(args.trials):
-            print(random_start_note(args.trials), file=sys.stderr)
         plan, found = execute_replicated(args, base, name)
     return summarise_search(plan, found, args.storage, name)
 
@@ -284,8 +285,9 @@ def print_search_dry_run(base: TrainConfig, args: argparse.Namespace) -> int:
           "the first setting is the paper's default (α=1, β=0.1, γ=1, every term on)")
     print(f"estimated {seconds / 3600:.2f} {device}-hours (one run per device; a setting's seeds run one "
           "after another)")
-    if random_start_note(args.trials):
-        print(random_start_note(args.trials))
+    note = random_start_note(args.trials)
+    if note:
+        print(note)
     return 0
 
 
