@@ -77,6 +77,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="repeat every cell with seeds 0..N-1")
     p.add_argument("--methods", default=None,
                    help="run only the cells of these methods, comma-separated, e.g. vanilla,ours (default: all)")
+    p.add_argument("--rows", default=None,
+                   help="run only these rows of the table, numbered from 1 in the order --dry-run lists them, e.g. 2,3 "
+                        "(default: all); gains need the Vanilla row in the same experiment")
     p.add_argument("--storage", default="results", help="results folder or URI (s3://...); shared for multi-node")
     p.add_argument("--name", default=None, help="experiment name (default: <script>-<time>)")
     p.add_argument("--resume", action="store_true", help="resume the experiment --name after an interruption")
@@ -141,6 +144,20 @@ def select_methods(base: TrainConfig, spec: SweepSpec, methods: Optional[str]) -
     if unknown or not wanted:
         raise ConfigError(f"--methods {methods!r} is invalid: the {spec.script} sweep has {', '.join(present)}")
     return replace(spec, cells=[c for c in spec.cells if c.get("method", base.method) in wanted])
+
+
+def select_rows(spec: SweepSpec, rows: Optional[str]) -> SweepSpec:
+    """``spec`` with only the cells of the table rows ``rows`` (comma-separated, from 1; None: all)."""
+    if not rows:
+        return spec
+    allowed = f"numbers from 1 to {len(spec.cells)}, comma-separated"
+    try:
+        wanted = [int(r) for r in rows.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--rows {rows!r} is invalid: the {spec.script} sweep's rows are {allowed}") from None
+    if not wanted or any(not 1 <= r <= len(spec.cells) for r in wanted):
+        raise ConfigError(f"--rows {rows!r} is invalid: the {spec.script} sweep's rows are {allowed}")
+    return replace(spec, cells=[c for i, c in enumerate(spec.cells, start=1) if i in wanted])
 
 
 def expand_cells(base: TrainConfig, spec: SweepSpec, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -223,7 +240,8 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
         raise ConfigError(f"--pretrain-epochs {args.pretrain_epochs} is invalid: must be >= 1")
     name = args.name or default_name(spec.script)
     base = base_config(args, spec, name)
-    cells = expand_cells(base, select_methods(base, spec, args.methods), pairs_for(args, spec))
+    chosen = select_methods(base, select_rows(spec, args.rows), args.methods)
+    cells = expand_cells(base, chosen, pairs_for(args, spec))
     if args.dry_run:
         return print_dry_run(base, cells, args.seeds, args.pretrain_epochs, args.gpus, args.gpus_per_trial)
     check_storage(args.storage)

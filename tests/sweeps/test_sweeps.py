@@ -211,3 +211,25 @@ def test_methods_flag_names_the_methods_a_sweep_has(repo: Path, tmp_path: Path) 
                        "--dry-run", "--storage", str(tmp_path)], cwd=tmp_path, timeout=120)
     assert done.returncode == 2
     assert "--methods 'vanilla,magic' is invalid" in done.stderr and "offline_kd" in done.stderr
+
+
+def test_rows_flag_runs_only_those_rows_of_the_table(repo: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = run_main([str(repo / "sweeps" / "bsd_components.py"), "--preset", "smoke", "--rows", "2,3", "--seeds",
+                     "2", "--dry-run"], monkeypatch)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("4 trials (2 cells x 2 seeds)")
+    assert "bsd_region=True, bsd_pixel=False" in out and "bsd_region=False, bsd_pixel=True" in out
+    assert "method=vanilla" not in out and "bsd_region=True, bsd_pixel=True" not in out
+
+
+@pytest.mark.parametrize("rows", ["0,2", "5", "two", ","])
+def test_rows_flag_names_the_rows_a_sweep_has(repo: Path, tmp_path: Path, monkeypatch, capsys, rows: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = run_main([str(repo / "sweeps" / "bsd_components.py"), "--preset", "smoke", "--rows", rows, "--dry-run"],
+                    monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (f"error: --rows {rows!r} is invalid: the bsd_components sweep's "
+                           "rows are numbers from 1 to 4, comma-separated")
