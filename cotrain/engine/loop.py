@@ -78,7 +78,7 @@ def build_run(cfg: TrainConfig, resume_from: Optional[str] = None,
     num_classes = cfg.num_classes or spec.num_classes
     pair = build_pair(cfg.cnn, cfg.vit, num_classes, _weights(cfg.weights), cfg.method, **cfg.pair_options())
     pair = prepare_pair(pair, cfg, device)
-    train_loader = _train_loader(train_set, cfg, device)
+    train_loader = build_train_loader(train_set, cfg, device)
     if distributed:  # each worker takes its shard through a DistributedSampler
         import ray.train.torch
         train_loader = ray.train.torch.prepare_data_loader(train_loader, move_to_device=False)
@@ -131,10 +131,13 @@ def _weights(value: Optional[str]) -> Optional[str]:
     return None if value in (None, "none") else value
 
 
-def _train_loader(dataset, cfg: TrainConfig, device: torch.device) -> DataLoader:
+def build_train_loader(dataset, cfg: TrainConfig, device: torch.device) -> DataLoader:
+    # Workers are not persistent: a persistent worker seeds its augmentations once, at the first epoch it
+    # serves, so a run resumed at epoch k would crop and flip differently from the uninterrupted run.
+    # Fresh workers each epoch draw their seeds from the generator that seed_epoch re-seeds.
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                       num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                      persistent_workers=cfg.num_workers > 0, generator=torch.Generator())
+                      persistent_workers=False, generator=torch.Generator())
 
 
 def restore(run: Run, folder: Path) -> None:
@@ -173,16 +176,21 @@ def autocast(run: Run):
     return nullcontext()
 
 
+def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Seed everything an epoch draws from (order, crops, flips; in the loader's workers too) from
+    ``seed`` and ``epoch`` alone, so that a run resumed at an epoch boundary replays the same batches."""
+    seed_everything(seed * 100_003 + epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed * 100_003 + epoch)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+
+
 def train_one_epoch(run: Run, epoch: int, log: Callable[[str], None] = print) -> dict[str, float]:
     """One pass over the training set; returns the epoch's mean of every loss term and timings."""
     cfg, model = run.cfg, run.model
     model.train()
-    # Seeding per epoch makes a run resumed at an epoch boundary replay the same batches and crops.
-    seed_everything(cfg.seed * 100_003 + epoch)
-    if run.train_loader.generator is not None:
-        run.train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
-    if hasattr(run.train_loader.sampler, "set_epoch"):
-        run.train_loader.sampler.set_epoch(epoch)
+    seed_epoch(run.train_loader, cfg.seed, epoch)
     total = len(run.train_loader) if cfg.max_train_steps is None else min(cfg.max_train_steps, len(run.train_loader))
     sums: dict[str, torch.Tensor] = {}
     data_wait, start = 0.0, time.perf_counter()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import torch
 
 from cotrain.config import resolve
 from cotrain.engine.checkpoint import CHECKPOINT_FILE
-from cotrain.engine.loop import build_run, fit, training_step
+from cotrain.engine.data import build_train_data
+from cotrain.engine.loop import build_run, build_train_loader, fit, seed_epoch, training_step
 from cotrain.errors import NonFiniteLossError
 from cotrain.methods.ours.method import Ours
 
@@ -140,3 +142,21 @@ def test_update_order_decides_which_cnn_the_vit_learns_from(dml_run, order):
     assert not torch.isclose(losses["kd_vit"], other)
     assert all(not torch.equal(before[k], after[k]) for k in ("cnn.model.segmentation_head.0.weight",
                                                              "vit.model.segmentation_head.0.weight"))
+
+
+def epoch_batches(loader, epoch: int) -> list[torch.Tensor]:
+    seed_epoch(loader, 0, epoch)
+    return [images for images, _ in itertools.islice(loader, 2)]
+
+
+def test_an_epoch_draws_the_same_crops_whether_or_not_the_loader_served_the_epochs_before():
+    """With loader workers (the cpu and paper presets have them), a run resumed at epoch 2 must see the
+    augmented batches of the uninterrupted run's epoch 2; persistent workers once seeded them only once."""
+    cfg = resolve("smoke", overrides={"num_workers": 1, "max_train_steps": 2})
+    dataset, _ = build_train_data(cfg)
+    uninterrupted, resumed = (build_train_loader(dataset, cfg, torch.device("cpu")) for _ in range(2))
+    epoch_batches(uninterrupted, 1)
+    again = epoch_batches(uninterrupted, 2)
+    fresh = epoch_batches(resumed, 2)
+    assert all(torch.equal(a, b) for a, b in zip(again, fresh, strict=True))
+    assert not torch.equal(again[0], epoch_batches(resumed, 3)[0])  # the epoch does change the draws
