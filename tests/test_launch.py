@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
+import time
 
 import pytest
 
-from cotrain.launch import Resources, experiment_exists, flatten_cell, local_cpu_share, resume_stage
+from cotrain.launch import Resources, experiment_exists, flatten_cell, local_cpu_share, resume_stage, trial
 
 TWO_CPU_NODES = [{"CPU": 0.0}, {"CPU": 2.0}, {"CPU": 2.0}]  # a head without CPUs and two workers
 
@@ -119,3 +122,33 @@ def test_two_local_runs_at_once_each_reach_their_own_state_api(tmp_path):
     outputs = [run.communicate(timeout=300) for run in runs]
     for run, (out, err) in zip(runs, outputs):
         assert run.returncode == 0 and "nodes 1" in out, out[-2000:] + err[-3000:]
+
+
+class _TrialSession:
+    """The two queues of a Tune trial actor's session; a thread plays its main thread, taking reports late."""
+
+    def __init__(self, reports: int, delay_s: float) -> None:
+        self._inter_actor_queue = queue.Queue()
+        self.result_queue = queue.Queue(1)
+        self.iteration = 0
+        for number in range(reports):
+            self._inter_actor_queue.put({"epoch": number + 1})
+        self.taken_at: list[float] = []
+        threading.Thread(target=self._take, args=(delay_s,), daemon=True).start()
+
+    def _take(self, delay_s: float) -> None:
+        while not self._inter_actor_queue.empty():
+            time.sleep(delay_s)
+            item = self._inter_actor_queue.get()
+            self.iteration += 1  # Ray counts a report as it takes it, before it reaches the result queue
+            time.sleep(delay_s / 2)
+            self.result_queue.put(item)
+            self.result_queue.get()  # Tune takes it
+            self.taken_at.append(time.monotonic())
+
+
+def test_a_trial_returns_only_after_tune_took_its_last_report():
+    session = _TrialSession(reports=3, delay_s=0.2)
+    trial.wait_for_tune_to_take_the_last_report(session, settle_s=0.3, timeout_s=10, poll_s=0.01)
+    assert len(session.taken_at) == 3 and time.monotonic() >= session.taken_at[-1]
+    assert trial.wait_for_tune_to_take_the_last_report(object()) is None  # no queue: not a Train-in-Tune trial

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
@@ -104,12 +105,42 @@ def run_trial(config: dict[str, Any], *, storage: str, experiment: str, resource
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )
     result = trainer.fit()
+    wait_for_tune_to_take_the_last_report()
     if (result.metrics or {}).get("epoch") != config["epochs"]:  # ended early without an error: bad data
         message = f"the run stopped on data it could not use; its last report ({DATA_ERROR}) names the file"
         if marker is not None:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(message)
         raise _data_error(message)
+
+
+def wait_for_tune_to_take_the_last_report(session: Any = None, settle_s: float = 1.0, timeout_s: float = 120.0,
+                                          poll_s: float = 0.05) -> None:
+    """Return once this trial actor's main thread has taken TorchTrainer's last report (a race in Ray 2.60).
+
+    TorchTrainer's reports reach Tune through a one-item queue that the trial actor's main thread moves
+    into its own one-item result queue. When the Tune function returns, Tune puts an end-of-trial marker
+    into that result queue. Returning while the last report still waited left the marker in the queue,
+    and the main thread then blocked forever putting the report behind it: the trial hung after its last
+    epoch, with every report written by the worker and the last one missing from ``result.json``. Done
+    when both queues are empty and the main thread's report count has not moved for ``settle_s``.
+    """
+    if session is None:
+        from ray.train._internal.session import get_session
+        session = get_session()
+    pending = getattr(session, "_inter_actor_queue", None)
+    if pending is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    seen, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        state = (session.iteration, pending.empty() and session.result_queue.empty())
+        now = time.monotonic()
+        if state != seen:
+            seen, since = state, now
+        elif state[1] and now - since >= settle_s:
+            return
+        time.sleep(poll_s)
 
 
 def checkpoint_scratch(storage: str, experiment: str, trial_id: str) -> Path:
