@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import shutil
 import subprocess
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -38,7 +40,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     The largest encoders run only when ``-m`` names ``heavy``, so ``-m "not slow"`` stays the fast tier.
     """
     for item in items:
-        group = "alpha_sweep" if "alpha_sweep" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        shared = "alpha_sweep_run" in getattr(item, "fixturenames", ())  # alpha_sweep's users too (it needs it)
+        group = "alpha_sweep" if shared else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
     if "heavy" in (config.option.markexpr or ""):
         return
@@ -92,17 +95,32 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture(scope="session")
-def alpha_sweep(tmp_path_factory) -> Path:
-    """The README's main job at smoke size: ``sweeps/alpha_sensitivity.py`` through real Ray.
+@dataclass(frozen=True)
+class SweepRun:
+    """A finished sweep: its storage folder and what its console showed (ANSI colours removed)."""
 
-    Returns the storage folder holding experiment ``alpha`` (6 trials: Vanilla + 5 α).
+    storage: Path
+    console: str
+
+
+@pytest.fixture(scope="session")
+def alpha_sweep_run(tmp_path_factory) -> SweepRun:
+    """The README's main job at smoke size: ``sweeps/alpha_sensitivity.py`` through real Ray, with its
+    default console and ``--mlflow`` (one sweep serves the table, resume, console and tracking tests).
+
+    Experiment ``alpha`` (6 trials: Vanilla + 5 α) in ``storage``; MLflow's store is ``storage/mlflow.db``.
     """
     storage = tmp_path_factory.mktemp("sweeps")
     done = run_script([str(REPO / "sweeps" / "alpha_sensitivity.py"), "--preset", "smoke", "--storage",
-                       str(storage), "--name", "alpha", "--quiet"], cwd=storage)
+                       str(storage), "--name", "alpha", "--mlflow"], cwd=storage)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return storage
+    return SweepRun(storage, re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr))
+
+
+@pytest.fixture(scope="session")
+def alpha_sweep(alpha_sweep_run: SweepRun) -> Path:
+    """The storage folder of :func:`alpha_sweep_run`."""
+    return alpha_sweep_run.storage
 
 
 # Students built once per session (MiT-B3..B5 take seconds each to initialise on CPU); tests/models and

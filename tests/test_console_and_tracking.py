@@ -1,38 +1,20 @@
-"""What a user sees and keeps from a sweep: a readable console, TensorBoard and MLflow per trial."""
+"""What a user sees and keeps from a sweep (the README's main job, tests/conftest.py's α sweep): a readable console,
+TensorBoard and MLflow per trial."""
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from cotrain import cli, launch
-from tests.conftest import run_script
+from tests.conftest import SweepRun
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Ray-internal text that reached the console before: C++ core-worker errors, Ray Train's INFO lines.
 RAY_INTERNALS = ("PreemptionWatcher", "core_worker.cc", "max_restarts", "Reporting training result",
                  "Checkpoint successfully created", "PYTHON worker processes have been started")
-
-
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory):
-    """``sweeps/components.py`` at smoke size (4 trials, two at a time), not --quiet, with --mlflow."""
-    storage = tmp_path_factory.mktemp("console")
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
-    try:
-        done = run_script([str(Path(__file__).parents[1] / "sweeps" / "components.py"), "--preset", "smoke",
-                           "--storage", str(storage), "--name", "c", "--mlflow"], cwd=storage,
-                          env={"RAY_TMPDIR": ray_tmp})
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        console = ANSI.sub("", done.stdout + done.stderr)
-        logs = re.search(r"Ray's own logs \(workers, Ray Train internals\): (\S+)", console)
-        yield storage, console, bool(logs) and Path(logs.group(1)).is_dir()
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+TRIALS = 6  # the α sweep (tests/conftest.py): Vanilla + 5 α, two at a time
 
 
 def worker_lines(console: str) -> list[str]:
@@ -40,8 +22,8 @@ def worker_lines(console: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sweep_console_shows_each_worker_line_once_and_no_ray_internals(smoke_sweep):
-    _, console, logs_exist = smoke_sweep
+def test_sweep_console_shows_each_worker_line_once_and_no_ray_internals(alpha_sweep_run: SweepRun):
+    console = alpha_sweep_run.console
     lines = worker_lines(console)
     assert any(" step 1/2 " in line for line in lines) and any("mIoU CNN" in line for line in lines)
     repeated = [line for line, count in Counter(lines).items() if count > 1]
@@ -50,27 +32,26 @@ def test_sweep_console_shows_each_worker_line_once_and_no_ray_internals(smoke_sw
     found = [text for text in RAY_INTERNALS if text in console]
     assert not found, found
     assert "Trial status:" in console  # Tune's table stays
-    assert logs_exist  # the console names the folder of Ray's own logs
+    logs = re.search(r"Ray's own logs \(workers, Ray Train internals\): (\S+)", console)
+    assert logs and Path(logs.group(1)).is_dir()  # the console names the folder of Ray's own logs
 
 
 @pytest.mark.slow
-def test_every_trial_writes_tensorboard_events(smoke_sweep):
-    storage, _, _ = smoke_sweep
-    trials = sorted((storage / "c").glob("run_trial_*"))
-    assert len(trials) == 4
+def test_every_trial_writes_tensorboard_events(alpha_sweep: Path):
+    trials = sorted((alpha_sweep / "alpha").glob("run_trial_*"))
+    assert len(trials) == TRIALS
     for trial in trials:
         events = list(trial.glob("events.out.tfevents.*"))
         assert events and events[0].stat().st_size > 0, trial.name
 
 
 @pytest.mark.slow
-def test_mlflow_local_store_holds_one_run_per_trial_with_metrics(smoke_sweep):
-    storage, _, _ = smoke_sweep
+def test_mlflow_local_store_holds_one_run_per_trial_with_metrics(alpha_sweep: Path):
     mlflow = pytest.importorskip("mlflow")
-    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{(storage / 'mlflow.db').resolve()}")
-    experiment = client.get_experiment_by_name("c")
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{(alpha_sweep / 'mlflow.db').resolve()}")
+    experiment = client.get_experiment_by_name("alpha")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 4
+    assert len(runs) == TRIALS
     for run in runs:
         assert {"miou_cnn", "miou_vit", "loss_cnn"} <= set(run.data.metrics)
         assert run.data.params["cell/method"] in {"vanilla", "ours"}

@@ -1,5 +1,5 @@
 """A real multi-node Ray cluster on loopback (Ray's own test harness): a ``--cluster`` smoke sweep of
-Table 4 while one worker node is removed mid-trial.
+two rows of Table 4 while one worker node is removed mid-trial.
 
 The head has no CPUs and two worker nodes have 2 logical CPUs each, so trials run only on the
 worker nodes (one trial per node: a 1-CPU worker + the 0.01-CPU trial actor). As soon as a trial has
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before ray is imported: stay on 127.0.0.1
 TIMEOUT_S = 300  # about 2 minutes on 2 idle cores
 EPOCHS = 3
+ROWS = (1, 4)  # Vanilla and HFD + BSD: one trial per worker node at once
 # Smoke epochs take a second: on a busy machine a trial's three reports once reached result.json between two
 # polls. Each trial pauses at the start of epoch 2, so it is seen mid-run (after epoch 1) every time.
 PAUSE = "pause:epoch=2:step=1:seconds=8"
@@ -82,7 +83,8 @@ def test_cluster_sweep_survives_losing_a_worker_node(loopback_cluster, tmp_path)
     start = time.monotonic()
     with log.open("w") as out:  # a file, not a pipe: nobody reads a pipe while we poll
         sweep = subprocess.Popen([sys.executable, "sweeps/components.py", "--cluster", "--preset", "smoke",
-                                  "--epochs", str(EPOCHS), "--storage", str(storage), "--name", name, "--quiet"],
+                                  "--rows", ",".join(map(str, ROWS)), "--epochs", str(EPOCHS), "--storage",
+                                  str(storage), "--name", name, "--quiet"],
                                  cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     lost, victim, removed_at = None, None, None
     try:
@@ -105,7 +107,7 @@ def test_cluster_sweep_survives_losing_a_worker_node(loopback_cluster, tmp_path)
 
     assert sweep.returncode == 0, log.read_text()[-4000:]
     assert victim is not None, f"no trial was caught mid-run: {where}"
-    assert len(trials) == 4 and all(rows[-1]["epoch"] == EPOCHS for rows in trials.values()), where
+    assert len(trials) == len(ROWS) and all(rows[-1]["epoch"] == EPOCHS for rows in trials.values()), where
     assert len({r["node_id"] for rows in trials.values() for r in rows}) > 1, where
     # The lost node's trial moved to another node and continued from its checkpoint.
     moved = trials[victim[0]]
@@ -117,7 +119,7 @@ def test_cluster_sweep_survives_losing_a_worker_node(loopback_cluster, tmp_path)
         assert epochs == sorted(epochs) and set(epochs) == set(range(1, EPOCHS + 1)), where
     # The table script counts the restarted trial as finished (Ray left an error.txt for its lost attempt).
     statuses = load_results(storage).trials["status"]
-    assert set(statuses) == {FINISHED} and len(statuses) == 4, statuses
+    assert set(statuses) == {FINISHED} and len(statuses) == len(ROWS), statuses
 
 
 def mid_trial(trials: dict[str, list[dict]]) -> tuple[str, str] | None:

@@ -136,47 +136,21 @@ def test_alpha_sweep_leaves_tune_files_for_every_cell(alpha_sweep: Path) -> None
 
 
 @pytest.mark.slow
-def test_existing_experiment_needs_resume_and_resume_keeps_finished_trials(repo: Path, alpha_sweep: Path,
-                                                                          tmp_path: Path) -> None:
+def test_an_existing_experiment_needs_resume(repo: Path, alpha_sweep: Path, tmp_path: Path) -> None:
+    # What --resume keeps (finished trials untouched): tests/reliability/test_driver_faults.py.
     storage = tmp_path / "copy"
     shutil.copytree(alpha_sweep, storage)
-    stamps = {p: p.stat().st_mtime_ns for p in (storage / "alpha").glob("*/result.json")}
     script = str(repo / "sweeps" / "alpha_sensitivity.py")
     again = run_script([script, "--preset", "smoke", "--storage", str(storage), "--name", "alpha"], cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
-    resumed = run_script([script, "--preset", "smoke", "--storage", str(storage), "--name", "alpha", "--resume"],
-                         cwd=tmp_path, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert {p: p.stat().st_mtime_ns for p in (storage / "alpha").glob("*/result.json")} == stamps
 
 
 @pytest.mark.slow
-def test_methods_sweep_runs_vanilla_first_then_offline_kd_from_its_checkpoints(repo: Path, tmp_path: Path) -> None:
-    # Three of the six methods keep the run short: the staging and the teacher hand-over are what is tested
-    # here (every method trains in tests/methods; every registered one is a cell: the dry runs above).
-    done = run_script([str(repo / "sweeps" / "methods.py"), "--preset", "smoke", "--pair", "mobilenet_v2+mit_b0",
-                       "--methods", "vanilla,offline_kd,ours", "--storage", str(tmp_path), "--name", "m", "--quiet"],
-                      cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    first, second = trial_configs(tmp_path / "m"), trial_configs(tmp_path / "m-kd")
-    assert [c["method"] for c in first] == ["vanilla"]
-    assert sorted(c["method"] for c in second) == ["offline_kd", "ours"]
-    teacher = next(c for c in second if c["method"] == "offline_kd")["teacher_vit"]
-    assert Path(teacher, "checkpoint.pt").is_file() and "/m/_train/" in teacher
-    tables = run_script([str(repo / "analysis" / "make_tables.py"), "--results", str(tmp_path), "--no-plots"],
-                        cwd=tmp_path)
-    assert tables.returncode == 0, tables.stderr
-    rows = {line.split("|")[1].strip(): line for line in tables.stdout.splitlines() if line.startswith("| ")}
-    assert all(rows[label].count("—") == 0 for label in ("Vanilla", "Offline KD", "Ours")), tables.stdout
-    assert all(rows[label].count("—") == 3 for label in ("DML", "KDCL", "IFVD")), "declared rows not run: —"
-
-
-@pytest.mark.slow
-def test_optuna_search_runs_three_trials_after_a_vanilla_reference(repo: Path, tmp_path: Path) -> None:
-    done = run_script([str(repo / "sweeps" / "search.py"), "--preset", "smoke", "--trials", "3", "--asha",
+def test_optuna_search_runs_its_trials_after_a_vanilla_reference(repo: Path, tmp_path: Path) -> None:
+    done = run_script([str(repo / "sweeps" / "search.py"), "--preset", "smoke", "--trials", "2", "--asha",
                        "--storage", str(tmp_path), "--name", "s", "--quiet"], cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert len(list((tmp_path / "s").glob("*/result.json"))) == 3
+    assert len(list((tmp_path / "s").glob("*/result.json"))) == 2
     assert len(list((tmp_path / "s-vanilla").glob("*/result.json"))) == 1
     assert "best (miou_sum)" in done.stdout and "Δ" in done.stdout
 
