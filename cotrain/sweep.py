@@ -150,13 +150,13 @@ def select_rows(spec: SweepSpec, rows: Optional[str]) -> SweepSpec:
     """``spec`` with only the cells of the table rows ``rows`` (comma-separated, from 1; None: all)."""
     if not rows:
         return spec
-    allowed = f"numbers from 1 to {len(spec.cells)}, comma-separated"
     try:
         wanted = [int(r) for r in rows.split(",") if r.strip()]
     except ValueError:
-        raise ConfigError(f"--rows {rows!r} is invalid: the {spec.script} sweep's rows are {allowed}") from None
+        wanted = []
     if not wanted or any(not 1 <= r <= len(spec.cells) for r in wanted):
-        raise ConfigError(f"--rows {rows!r} is invalid: the {spec.script} sweep's rows are {allowed}")
+        raise ConfigError(f"--rows {rows!r} is invalid: the {spec.script} sweep's rows are numbers from 1 to "
+                          f"{len(spec.cells)}, comma-separated")
     return replace(spec, cells=[c for i, c in enumerate(spec.cells, start=1) if i in wanted])
 
 
