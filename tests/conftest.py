@@ -90,6 +90,17 @@ def run_main(argv: list[str], monkeypatch) -> int:
     return 0
 
 
+# The tiny config the determinism checks run direct and through Ray: seed 0, 2 epochs of 1 step, one thread.
+TINY_RUN = ["--preset", "smoke", "--seed", "0", "--epochs", "2", "--max-train-steps", "1", "--cpu-threads", "1"]
+TIMING = {"epoch_time_s", "step_time_s", "data_wait_frac"}  # wall-clock, never equal
+
+
+def numbers(reports: list[dict], like: list[dict]) -> list[dict]:
+    """What the training loop computed, per epoch: the metrics of ``like`` (a direct run's) but the timings."""
+    keys = [k for k in like[0] if k not in TIMING]
+    return [{k: report.get(k) for k in keys} for report in reports]
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

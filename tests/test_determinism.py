@@ -17,10 +17,7 @@ from pathlib import Path
 import pytest
 
 from cotrain.provenance import KEY, parse
-from tests.conftest import REPO, run_main, run_script
-
-RUN = ["--preset", "smoke", "--seed", "0", "--epochs", "2", "--max-train-steps", "1", "--cpu-threads", "1"]
-TIMING = {"epoch_time_s", "step_time_s", "data_wait_frac"}  # wall-clock, never equal
+from tests.conftest import REPO, TINY_RUN, numbers, run_main, run_script
 
 TWINS = textwrap.dedent('''
     import sys
@@ -38,16 +35,11 @@ TWINS = textwrap.dedent('''
 ''')
 
 
-def numbers(reports: list[dict], like: list[dict]) -> list[dict]:
-    """What the training loop computed, per epoch: the metrics of ``like`` (a direct run's) but the timings."""
-    keys = [k for k in like[0] if k not in TIMING]
-    return [{k: report.get(k) for k in keys} for report in reports]
-
-
 def direct(tmp: Path, name: str, monkeypatch, *extra: str) -> tuple[list[dict], list[dict]]:
     """A ``--direct`` run in this process (a ``--portable`` one restarts in a pinned child): its epoch
     metrics and the provenance of each start."""
-    code = run_main(["-m", "cotrain.train", *RUN, *extra, "--out", str(tmp), "--name", name, "--direct"], monkeypatch)
+    code = run_main(["-m", "cotrain.train", *TINY_RUN, *extra, "--out", str(tmp), "--name", name, "--direct"],
+                    monkeypatch)
     assert code == 0
     lines = (tmp / name / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines], json.loads((tmp / name / "provenance.json").read_text())
@@ -67,7 +59,7 @@ def ray_tmp():
 
 @pytest.fixture(scope="module")
 def direct_runs(tmp_path_factory):
-    """Two unpinned and two pinned ``--direct`` runs of ``RUN``."""
+    """Two unpinned and two pinned ``--direct`` runs of ``TINY_RUN``."""
     tmp = tmp_path_factory.mktemp("direct")
     with pytest.MonkeyPatch.context() as monkeypatch:
         return {name: direct(tmp, name, monkeypatch, *(["--portable"] if name.startswith("pinned") else []))

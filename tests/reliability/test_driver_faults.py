@@ -29,7 +29,7 @@ from reliability_helpers import (
 from cotrain.config import TrainConfig
 from cotrain.engine.loop import fit
 from cotrain.provenance import KEY, parse
-from tests.conftest import run_main
+from tests.conftest import TINY_RUN, numbers, run_main
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
@@ -97,11 +97,6 @@ def test_sigkilled_sweep_resumes_keeping_finished_trials(tmp_path):
     assert sorted(cell_of(t)["method"] for t in trials) == ["ours", "vanilla"]
 
 
-# Seed 0, 2 epochs of 1 step, one thread: the config tests/test_determinism.py runs directly.
-RUN = ["--preset", "smoke", "--seed", "0", "--epochs", "2", "--max-train-steps", "1", "--cpu-threads", "1"]
-TIMING = {"epoch_time_s", "step_time_s", "data_wait_frac"}  # wall-clock, never equal
-
-
 def test_interrupted_run_listens_on_loopback_leaves_no_ray_process_and_resumes_to_the_direct_numbers(
         tmp_path, monkeypatch):
     """One single run through Ray (Tune trial -> TorchTrainer) serves the driver's Ctrl-C, the resume, a
@@ -113,7 +108,7 @@ def test_interrupted_run_listens_on_loopback_leaves_no_ray_process_and_resumes_t
     stale = Path(ray_tmp, "ray", "ray_current_cluster")
     stale.parent.mkdir(parents=True)
     stale.write_text("127.0.0.1:9\n")
-    driver = launch(["-m", "cotrain.train", *RUN, "--out", str(tmp_path), "--name", "s"], tmp_path / "run.log",
+    driver = launch(["-m", "cotrain.train", *TINY_RUN, "--out", str(tmp_path), "--name", "s"], tmp_path / "run.log",
                     COTRAIN_FAULT=f"pause:epoch=1:step=1:seconds=300:once={marker}", RAY_TMPDIR=ray_tmp)
     ray_pids: set[int] = set()
     sockets: set[tuple[int, str, int]] = set()
@@ -141,7 +136,7 @@ def test_interrupted_run_listens_on_loopback_leaves_no_ray_process_and_resumes_t
     assert "interrupted; resume with the same command plus --resume --name s" in log
     assert "mIoU: nan" not in log
 
-    resumed = launch(["-m", "cotrain.train", *RUN, "--out", str(tmp_path), "--name", "s", "--resume"],
+    resumed = launch(["-m", "cotrain.train", *TINY_RUN, "--out", str(tmp_path), "--name", "s", "--resume"],
                      tmp_path / "resume.log", RAY_TMPDIR=ray_tmp)
     assert resumed.wait(300) == 0, (tmp_path / "resume.log").read_text()[-3000:]
     shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -156,11 +151,10 @@ def test_interrupted_run_listens_on_loopback_leaves_no_ray_process_and_resumes_t
     assert start["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and start["torch_threads"] == 1
     assert not start["pinned_env"]  # an unpinned run in a clean environment (a leaked pin once made it AVX2)
 
-    assert run_main(["-m", "cotrain.train", *RUN, "--out", str(tmp_path), "--name", "d", "--direct"],
+    assert run_main(["-m", "cotrain.train", *TINY_RUN, "--out", str(tmp_path), "--name", "d", "--direct"],
                     monkeypatch) == 0
     direct = [json.loads(line) for line in (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()]
-    keys = [k for k in direct[0] if k not in TIMING]
-    assert [{k: r.get(k) for k in keys} for r in ray_run] == [{k: r[k] for k in keys} for r in direct]
+    assert numbers(ray_run, direct) == numbers(direct, direct)
 
     # Ray Train's checkpoint continues outside Ray too.
     checkpoints = sorted(experiment.glob("_train/train-*/checkpoint_*/checkpoint.pt"))
