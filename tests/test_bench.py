@@ -22,7 +22,7 @@ def smoke_run(tmp_path_factory):
     return code, out, cache
 
 
-@pytest.mark.slow  # a fresh process per case: about a minute
+@pytest.mark.slow  # a fresh process per case: 20 s on 2 idle cores
 def test_smoke_writes_every_case_and_column(smoke_run):
     code, out, _ = smoke_run
     assert code == 0

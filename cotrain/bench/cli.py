@@ -6,9 +6,9 @@ HFD only, BSD only and both; then the training loader's and evaluation's images/
 
 Every step case runs the real step (``cotrain.engine.loop.training_step`` on a pair built and
 prepared as ``build_run`` does) on synthetic in-memory tensors. Peak memory: each case in a fresh
-spawned process, its RSS high-water mark (reset after the model is built; on CUDA,
-``torch.cuda.max_memory_allocated``) minus its footprint after the build. Step times: every case
-built in one process and timed in interleaved rounds (a few steps of each case per round, in
+process (forked from a server that has imported torch once), its RSS high-water mark (reset after
+the model is built; on CUDA, ``torch.cuda.max_memory_allocated``) minus its footprint after the build.
+Step times: every case built in one process and timed in interleaved rounds (a few steps of each case per round, in
 rotated order), so that a slow spell of a shared, noisy machine hits every case of a round alike;
 each ratio to Vanilla is printed with its 95 % interval over the rounds.
 
