@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from cotrain import cli, launch
-from tests.conftest import SweepRun
+from tests.conftest import ALPHA_SWEEP_TRIALS, SweepRun
 
 # Ray-internal text that reached the console before: C++ core-worker errors, Ray Train's INFO lines.
 RAY_INTERNALS = ("PreemptionWatcher", "core_worker.cc", "max_restarts", "Reporting training result",
                  "Checkpoint successfully created", "PYTHON worker processes have been started")
-TRIALS = 6  # the α sweep (tests/conftest.py): Vanilla + 5 α, two at a time
 
 
 def worker_lines(console: str) -> list[str]:
@@ -39,7 +38,7 @@ def test_sweep_console_shows_each_worker_line_once_and_no_ray_internals(alpha_sw
 @pytest.mark.slow
 def test_every_trial_writes_tensorboard_events(alpha_sweep: Path):
     trials = sorted((alpha_sweep / "alpha").glob("run_trial_*"))
-    assert len(trials) == TRIALS
+    assert len(trials) == ALPHA_SWEEP_TRIALS
     for trial in trials:
         events = list(trial.glob("events.out.tfevents.*"))
         assert events and events[0].stat().st_size > 0, trial.name
@@ -51,7 +50,7 @@ def test_mlflow_local_store_holds_one_run_per_trial_with_metrics(alpha_sweep: Pa
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{(alpha_sweep / 'mlflow.db').resolve()}")
     experiment = client.get_experiment_by_name("alpha")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == TRIALS
+    assert len(runs) == ALPHA_SWEEP_TRIALS
     for run in runs:
         assert {"miou_cnn", "miou_vit", "loss_cnn"} <= set(run.data.metrics)
         assert run.data.params["cell/method"] in {"vanilla", "ours"}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis.make_tables import main
+from tests.conftest import ALPHA_SWEEP_TRIALS
 
 
 def final_miou(experiment: Path) -> dict[tuple[str, float], tuple[float, float]]:
@@ -22,7 +23,8 @@ def final_miou(experiment: Path) -> dict[tuple[str, float], tuple[float, float]]
 @pytest.mark.slow
 def test_table7_cells_and_delta_come_from_the_trials_result_files(alpha_sweep: Path, tmp_path: Path, capsys) -> None:
     assert main(["--results", str(alpha_sweep), "--format", "csv", "--out", str(tmp_path), "--no-plots"]) == 0
-    expected = f"table7 <- {alpha_sweep / 'alpha'} (6 trials: 6 finished, 0 failed, 0 unfinished)"
+    n = ALPHA_SWEEP_TRIALS
+    expected = f"table7 <- {alpha_sweep / 'alpha'} ({n} trials: {n} finished, 0 failed, 0 unfinished)"
     assert expected in capsys.readouterr().out
     table = (tmp_path / "table7.csv").read_text()
     measured = final_miou(alpha_sweep / "alpha")
