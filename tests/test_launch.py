@@ -44,6 +44,21 @@ def test_impossible_trial_names_the_request_and_the_largest_node(monkeypatch):
     assert resources.trials_at_once(Resources(cpus_per_worker=1.0)) == 2
 
 
+def test_a_trial_this_machine_cannot_place_fails_before_the_embedded_ray_starts(monkeypatch):
+    from cotrain.errors import ClusterError
+    from cotrain.launch import ray_session, session
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("the embedded Ray was started")
+    monkeypatch.setattr(session, "_start_local_ray", no_start)
+    with pytest.raises(ClusterError, match=r"largest node: 2 CPU, 0 GPU"):
+        with ray_session(num_cpus=2, resources=Resources(cpus_per_worker=3.0)):
+            pass
+    with pytest.raises(AssertionError, match="was started"):  # a trial that fits, or asks for GPUs: Ray starts
+        with ray_session(num_cpus=2, resources=Resources(cpus_per_worker=3.0, gpus_per_worker=1.0)):
+            pass
+
+
 def test_local_cpu_share_leaves_room_for_the_trial_actors():
     assert local_cpu_share(2, total=2) == pytest.approx(0.975)
     assert 2 * local_cpu_share(2, total=2) + 2 * 0.01 <= 2

@@ -78,9 +78,9 @@ def node_resources() -> list[dict[str, float]]:
     return [{k: float(n["Resources"].get(k, 0.0)) for k in ("CPU", "GPU")} for n in ray.nodes() if n["Alive"]]
 
 
-def trials_at_once(resources: Resources) -> int:
-    """How many trials the cluster runs at once; ``ClusterError`` when one trial fits no node."""
-    nodes = node_resources()
+def trials_at_once(resources: Resources, nodes: Optional[list[dict[str, float]]] = None) -> int:
+    """How many trials the cluster (or ``nodes``) runs at once; ``ClusterError`` when one trial fits no node."""
+    nodes = node_resources() if nodes is None else nodes
     fits = resources.trials_that_fit(nodes)
     if fits == 0:
         largest = max(nodes, key=lambda n: (n["GPU"], n["CPU"]), default={"CPU": 0.0, "GPU": 0.0})
@@ -88,3 +88,9 @@ def trials_at_once(resources: Resources) -> int:
                            f"place (largest node: {largest['CPU']:g} CPU, {largest['GPU']:g} GPU); lower "
                            "--cpus-per-trial/--gpus-per-trial/--workers-per-trial or add bigger nodes")
     return fits
+
+
+def embedded_node(num_cpus: Optional[int]) -> list[dict[str, float]]:
+    """The CPUs of the one node an embedded Ray will have (``num_cpus`` or this machine's), known before
+    it starts; its GPUs are Ray's own count, so this node has none (a check for GPU-free trials only)."""
+    return [{"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": 0.0}]

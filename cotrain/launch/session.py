@@ -8,7 +8,7 @@ from typing import Iterator, Optional
 
 from cotrain.launch.cluster import _connect_cluster
 from cotrain.launch.embedded import _start_local_ray
-from cotrain.launch.resources import Resources, trials_at_once
+from cotrain.launch.resources import Resources, embedded_node, trials_at_once
 
 
 @contextmanager
@@ -22,6 +22,8 @@ def ray_session(cluster: bool = False, num_cpus: Optional[int] = None, quiet: bo
     files, whose folder is printed.
     """
     _quiet_ray_session(cluster)
+    if resources is not None and not cluster and not resources.gpus_per_worker:
+        trials_at_once(resources, embedded_node(num_cpus))  # a trial this machine cannot place: before Ray starts
     if not cluster:
         # Else Ray swaps 127.0.0.1 for the machine's address and its servers listen there.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
