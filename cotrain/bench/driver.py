@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import statistics
+import sys
 from dataclasses import replace
 
 from cotrain.bench.cases import measure_case, measure_eval, measure_rounds
@@ -47,8 +48,9 @@ PRELOAD = ["torch", "timm", "segmentation_models_pytorch", "cotrain.engine.loop"
 
 def _case_context():
     """Fresh processes for the cases: forked from a fork server that has imported ``PRELOAD`` (no CUDA
-    context, no allocations: each case still starts with a fresh allocator); spawned where there is none."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    context, no allocations: each case still starts with a fresh allocator). Spawned elsewhere than on Linux
+    (macOS frameworks that torch loads are not safe to fork)."""
+    if not sys.platform.startswith("linux") or "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
