@@ -101,6 +101,15 @@ def numbers(reports: list[dict], like: list[dict]) -> list[dict]:
     return [{k: report.get(k) for k in keys} for report in reports]
 
 
+@pytest.fixture
+def ray_tmpdir():
+    """A Ray temp dir of the test's own for the scripts it starts (``RAY_TMPDIR``), removed afterwards. Short:
+    Ray's unix socket paths must stay under ~107 characters."""
+    path = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -4,8 +4,6 @@ The driver's guards: tests/test_bench_worker.py."""
 from __future__ import annotations
 
 import csv
-import shutil
-import tempfile
 
 import pytest
 
@@ -133,14 +131,10 @@ def test_step_case_measures_the_real_training_step_at_a_tiny_size():
 
 
 @pytest.mark.slow  # the whole driver on CPU, Ray included: minutes on 2 cores
-def test_quick_run_is_one_worker_and_one_ray_session_for_every_case(repo, tmp_path):
+def test_quick_run_is_one_worker_and_one_ray_session_for_every_case(repo, tmp_path, ray_tmpdir):
     out, cache = tmp_path / "gpu_check.csv", tmp_path / "steps.json"
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short socket paths
-    try:
-        done = run_script(["-m", "cotrain.bench_gpu", "--quick", "--out", str(out), "--cache", str(cache)],
-                          cwd=repo, timeout=1800, env={"RAY_TMPDIR": ray_tmp})
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    done = run_script(["-m", "cotrain.bench_gpu", "--quick", "--out", str(out), "--cache", str(cache)],
+                      cwd=repo, timeout=1800, env={"RAY_TMPDIR": ray_tmpdir})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
     assert [r["check"] for r in rows] == ["start", "step", "step", "packing", "packing", "packing_tune", "trial"]

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -56,13 +54,6 @@ def ray_reports(trial_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def ray_tmp():
-    path = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
-    yield {"RAY_TMPDIR": path}
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
 def direct_runs(tmp_path_factory):
     """Two unpinned and two pinned ``--direct`` runs of ``TINY_RUN``."""
     tmp = tmp_path_factory.mktemp("direct")
@@ -90,7 +81,7 @@ def test_portable_runs_repeat_exactly_and_differ_from_unpinned_ones(direct_runs)
 
 
 @pytest.mark.slow
-def test_two_sweeps_of_twins_at_once_in_one_storage_equal_the_portable_direct_run(direct_runs, tmp_path, ray_tmp):
+def test_two_sweeps_of_twins_at_once_in_one_storage_equal_the_portable_direct_run(direct_runs, tmp_path, ray_tmpdir):
     """Two sweeps (each its own Ray) started at once in one ``--storage`` with ``--mlflow``: ``twins_a``
     runs two identical pinned trials at once, ``twins_b`` one of them (``--rows 1``). All three end with
     the pinned direct run's numbers, each sweep keeps to its own folder, both reach MLflow and make_tables
@@ -101,12 +92,13 @@ def test_two_sweeps_of_twins_at_once_in_one_storage_equal_the_portable_direct_ru
     script.write_text(TWINS)
     sweep = ["--preset", "smoke", "--epochs", "2", "--set", "max_train_steps=1", "--set", "cpu_threads=1",
              "--portable", "--storage", str(storage), "--quiet", "--mlflow"]
-    env = {**os.environ, **ray_tmp, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("twins_a", "twins_b")}
+    env = {**os.environ, "RAY_TMPDIR": ray_tmpdir, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
     rows = {"twins_a": "1,2", "twins_b": "1"}
-    procs = {name: subprocess.Popen([sys.executable, str(script), *sweep, "--rows", rows[name], "--name", name],
-                                    cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-             for name, log in logs.items()}
+    procs = {}
+    for name in rows:
+        with (tmp_path / f"{name}.log").open("w") as log:  # a file, not a pipe: a full pipe would block the sweep
+            procs[name] = subprocess.Popen([sys.executable, str(script), *sweep, "--rows", rows[name], "--name", name],
+                                           cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     for name, proc in procs.items():
         assert proc.wait(timeout=900) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
     pinned = direct_runs["pinned1"][0]

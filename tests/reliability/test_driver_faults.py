@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -98,18 +96,17 @@ def test_sigkilled_sweep_resumes_keeping_finished_trials(tmp_path):
 
 
 def test_interrupted_run_listens_on_loopback_leaves_no_ray_process_and_resumes_to_the_direct_numbers(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, ray_tmpdir):
     """One single run through Ray (Tune trial -> TorchTrainer) serves the driver's Ctrl-C, the resume, a
     stale cluster address, and determinism: held at its first step (a pause fault), interrupted, resumed,
     it ends with every number of the same config run directly in this process."""
     marker = tmp_path / "paused"
     # Beside what a crashed `ray start` leaves (the address of a cluster that is gone), in a Ray temp dir of its own.
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    stale = Path(ray_tmp, "ray", "ray_current_cluster")
+    stale = Path(ray_tmpdir, "ray", "ray_current_cluster")
     stale.parent.mkdir(parents=True)
     stale.write_text("127.0.0.1:9\n")
     driver = launch(["-m", "cotrain.train", *TINY_RUN, "--out", str(tmp_path), "--name", "s"], tmp_path / "run.log",
-                    COTRAIN_FAULT=f"pause:epoch=1:step=1:seconds=300:once={marker}", RAY_TMPDIR=ray_tmp)
+                    COTRAIN_FAULT=f"pause:epoch=1:step=1:seconds=300:once={marker}", RAY_TMPDIR=ray_tmpdir)
     ray_pids: set[int] = set()
     sockets: set[tuple[int, str, int]] = set()
 
@@ -137,9 +134,8 @@ def test_interrupted_run_listens_on_loopback_leaves_no_ray_process_and_resumes_t
     assert "mIoU: nan" not in log
 
     resumed = launch(["-m", "cotrain.train", *TINY_RUN, "--out", str(tmp_path), "--name", "s", "--resume"],
-                     tmp_path / "resume.log", RAY_TMPDIR=ray_tmp)
+                     tmp_path / "resume.log", RAY_TMPDIR=ray_tmpdir)
     assert resumed.wait(300) == 0, (tmp_path / "resume.log").read_text()[-3000:]
-    shutil.rmtree(ray_tmp, ignore_errors=True)
     assert "CNN (mobilenet_v2) mIoU:" in (tmp_path / "resume.log").read_text()
     experiment = tmp_path / "s"
     cfg = TrainConfig.from_dict(yaml.safe_load((experiment / "config.yaml").read_text()))
