@@ -86,11 +86,13 @@ def test_extending_example_losses_are_ce_plus_the_kd_parts(plugin_env) -> None:
 
 @pytest.mark.slow
 def test_extending_example_sweeps_through_ray_and_renders_its_table(plugin_env, tmp_path: Path) -> None:
-    """The page's commands, end to end at smoke size: the sweep (3 trials through Ray), then make_tables."""
+    """The page's commands, end to end at smoke size: the sweep (its first two rows: Vanilla and CWD at 0.5, two
+    trials through Ray), then make_tables, which shows the row not run as missing."""
     results = tmp_path / "results"
-    done = run([str(tmp_path / "cwd_table.py"), "--preset", "smoke", "--storage", str(results), "--name", "cwd",
-                "--quiet"], plugin_env, cwd=tmp_path)
+    done = run([str(tmp_path / "cwd_table.py"), "--preset", "smoke", "--rows", "1,2", "--storage", str(results),
+                "--name", "cwd", "--quiet"], plugin_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(results.glob("cwd/*/result.json"))) == 2
     for result in results.glob("cwd/*/result.json"):
         last = json.loads(result.read_text().splitlines()[-1])
         method = json.loads((result.parent / "params.json").read_text())["cell"]["method"]
@@ -99,9 +101,10 @@ def test_extending_example_sweeps_through_ray_and_renders_its_table(plugin_env, 
     tables = run(["analysis/make_tables.py", "--results", str(results)], plugin_env)
     assert tables.returncode == 0, tables.stderr
     text = (results / "tables" / "table_cwd.md").read_text()
-    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
-    assert rows == ["CWD weight", "Vanilla", "0.5", "2"]
-    assert not any("—" in line or "invalid" in line for line in text.splitlines() if line.startswith("| "))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert list(rows) == ["CWD weight", "Vanilla", "0.5", "2"]
+    assert not any("—" in rows[label] or "invalid" in rows[label] for label in ("Vanilla", "0.5")), text
+    assert "—" in rows["2"], text  # the row not run
     figures = sorted(p.name for p in (results / "tables").glob("*.png"))
     assert "table_cwd_learning_curves.png" in figures
     assert not any("distillation_direction" in name for name in figures)  # CWD selects no teacher
