@@ -130,7 +130,10 @@ def test_step_case_measures_the_real_training_step_at_a_tiny_size():
     assert row["images_per_s"] == pytest.approx(plan.batch / row["step_s"])
 
 
-@pytest.mark.slow  # the whole driver on CPU, Ray included: minutes on 2 cores
+# The whole driver on CPU, Ray included (three trials, 2-2.5 min on 2 cores): the rehearsal before a device
+# session, run with -m heavy (docs/gpu_check.md); its cases' guards run in the fast tier.
+@pytest.mark.slow
+@pytest.mark.heavy
 def test_quick_run_is_one_worker_and_one_ray_session_for_every_case(repo, tmp_path, ray_tmpdir):
     out, cache = tmp_path / "gpu_check.csv", tmp_path / "steps.json"
     done = run_script(["-m", "cotrain.bench_gpu", "--quick", "--out", str(out), "--cache", str(cache)],
