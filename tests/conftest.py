@@ -51,6 +51,10 @@ def _test_id(nodeid: str) -> str:
     return nodeid.rsplit("@", 1)[0]  # without xdist's "@group"
 
 
+def _stored_durations() -> dict[str, float]:
+    return json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(config, items) -> None:
     """Group tests for the two xdist workers (pyproject's addopts), order the groups, and deselect the heaviest.
@@ -61,7 +65,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     order the two longest came last and one worker ran alone for the full suite's last 3.5 minutes.
     The largest encoders run only when ``-m`` names ``heavy``, so ``-m "not slow"`` stays the fast tier.
     """
-    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    seconds = _stored_durations()
     groups, length = {}, {}
     for item in items:
         shared = "alpha_sweep_run" in getattr(item, "fixturenames", ())  # alpha_sweep's users too (it needs it)
@@ -82,12 +86,13 @@ _measured: dict[str, float] = {}
 
 def pytest_runtest_logreport(report) -> None:
     """Sums each test's phases (in the xdist controller, from every worker)."""
-    _measured[_test_id(report.nodeid)] = _measured.get(_test_id(report.nodeid), 0.0) + report.duration
+    test = _test_id(report.nodeid)
+    _measured[test] = _measured.get(test, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session) -> None:
     if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
-        kept = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+        kept = _stored_durations()
         kept.update({test: round(s, 1) for test, s in _measured.items()})
         DURATIONS.write_text(json.dumps({t: s for t, s in sorted(kept.items()) if s >= 0.5}, indent=0) + "\n")
 
